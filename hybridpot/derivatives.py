@@ -1,0 +1,91 @@
+"""Forces and stress from one autograd pass over an energy.
+
+The stress is the derivative with respect to a homogeneous strain ε applied to the
+positions AND the cell *before* anything else (edge vectors, the Ewald mesh) is computed:
+
+    r' = r (1 + ε),   cell' = cell (1 + ε),   stress = (1/V) dE/dε   (ASE sign)
+
+Straining the cell as well as the positions is what makes the long-range term's stress
+exact: the reciprocal lattice, the mesh and the neutralising background all depend on the
+cell. (Differentiating only through positions misses those terms.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Voigt order used by ASE: xx, yy, zz, yz, xz, xy.
+VOIGT_INDICES = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+def apply_strain(
+    positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Attach a zero strain (B, 3, 3) that positions and cell depend on.
+
+    Args:
+        positions: (N, 3) Å.
+        cell: (B, 3, 3) Å.
+        batch: (N,) int64 structure index.
+
+    Returns:
+        ``(strained_positions, strained_cell, strain)``; ``strain`` is a zero leaf
+        tensor with ``requires_grad`` set, and the ``positions`` input gets
+        ``requires_grad`` too (for forces). Both outputs equal the inputs in value.
+    """
+    strain = torch.zeros_like(cell, requires_grad=True)
+    if not positions.requires_grad:
+        positions.requires_grad_(True)
+    # Symmetrise so that dE/dε is the symmetric stress even for non-symmetric gradients.
+    sym = 0.5 * (strain + strain.transpose(-1, -2))
+    eye = torch.eye(3, dtype=cell.dtype, device=cell.device)
+    strained_positions = torch.einsum("ni,nij->nj", positions, eye + sym[batch])
+    strained_cell = torch.einsum("bki,bij->bkj", cell, eye + sym)
+    return strained_positions, strained_cell, strain
+
+
+def cell_volume(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
+    """(B,) Å³, |det cell| for fully periodic structures, 0 for the others."""
+    volume = torch.linalg.det(cell).abs()
+    return torch.where(pbc.all(dim=-1), volume, torch.zeros_like(volume))
+
+
+def forces_and_stress(
+    energy: torch.Tensor,
+    positions: torch.Tensor,
+    strain: torch.Tensor | None,
+    volume: torch.Tensor | None,
+    *,
+    create_graph: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Forces, virial and stress from ONE backward pass over the summed energy.
+
+    Args:
+        energy: (B,) eV.
+        positions: (N, 3) Å, the unstrained leaf that ``energy`` depends on.
+        strain: (B, 3, 3) from :func:`apply_strain`, or None to skip stress.
+        volume: (B,) Å³; the stress of a structure with volume 0 is returned as zeros.
+        create_graph: keep the graph (for training on forces).
+
+    Returns:
+        ``(forces (N, 3) eV/Å, virial (B, 3, 3) eV or None, stress (B, 3, 3) eV/Å³ or None)``
+        with virial = -dE/dε and stress = (1/V) dE/dε.
+    """
+    inputs = [positions] if strain is None else [positions, strain]
+    grads = torch.autograd.grad(
+        energy.sum(), inputs, create_graph=create_graph, allow_unused=True
+    )
+    forces = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
+    if strain is None:
+        return forces, None, None
+    de_dstrain = grads[1] if grads[1] is not None else torch.zeros_like(strain)
+    safe_volume = torch.where(volume > 0, volume, torch.ones_like(volume))
+    stress = torch.where(
+        (volume > 0)[:, None, None], de_dstrain / safe_volume[:, None, None], 0.0
+    )
+    return forces, -de_dstrain, stress
+
+
+def voigt(stress: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) -> (B, 6) in ASE's Voigt order xx yy zz yz xz xy."""
+    return torch.stack([stress[..., a, b] for a, b in VOIGT_INDICES], dim=-1)

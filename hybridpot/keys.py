@@ -1,0 +1,35 @@
+"""Field names shared between packages, with their shapes and units.
+
+These strings are the contract between the data, the network, the electrostatics, the
+model, the trainer and the calculator. Use the constants, never the literals.
+
+Shapes: N atoms in the (batched) graph, B structures, E directed edges.
+"""
+
+# --- graph fields ---------------------------------------------------------------------
+POSITIONS = "positions"  # (N, 3) Å, float; need not be wrapped into the cell
+NUMBERS = "numbers"  # (N,) int64 atomic numbers
+CELL = "cell"  # (B, 3, 3) Å, rows are lattice vectors (zeros allowed when not periodic)
+PBC = "pbc"  # (B, 3) bool, per-axis periodicity
+TOTAL_CHARGE = "total_charge"  # (B,) e, from atoms.info["charge"], default 0
+BATCH = "batch"  # (N,) int64, structure index of each atom
+EDGE_INDEX = "edge_index"  # (2, E) int64, rows (i, j): edge i -> j
+CELL_SHIFTS = "cell_shifts"  # (E, 3) float (integer-valued): r_ij = r_j - r_i + S_ij @ cell
+
+# --- model outputs (and reference labels of the same name) ------------------------------
+ENERGY = "energy"  # (B,) eV, total energy per structure
+ENERGIES = "energies"  # (N,) eV, per-atom energy (short-range + Coulomb share)
+FORCES = "forces"  # (N, 3) eV/Å
+STRESS = "stress"  # (B, 3, 3) eV/Å³, ASE sign: stress = (1/V) dE/dstrain
+STRESS_VOIGT = "stress_voigt"  # (B, 6) eV/Å³, order xx yy zz yz xz xy
+VIRIAL = "virial"  # (B, 3, 3) eV, virial = -dE/dstrain = -V * stress
+CHARGES = "charges"  # (N,) e, per-atom charges summing to TOTAL_CHARGE
+ENERGY_SHORT = "energy_short"  # (B,) eV, network (short-range) energy
+ENERGY_COULOMB = "energy_coulomb"  # (B,) eV, electrostatic energy of CHARGES
+POTENTIAL = "electrostatic_potential"  # (N,) eV/e, dE_coulomb/dq_i
+DIPOLE = "dipole"  # (B, 3) e·Å, sum_i q_i r_i; only meaningful for non-periodic structures
+
+# --- physical constants -------------------------------------------------------------------
+from torchpme.prefactors import eV_A as COULOMB_CONSTANT  # noqa: E402
+
+#: COULOMB_CONSTANT: k_e = 1/(4 pi eps0) = 14.399645 eV·Å/e² (torchpme.prefactors.eV_A).
