@@ -75,10 +75,27 @@ def forces_and_stress(
     grads = torch.autograd.grad(
         energy.sum(), inputs, create_graph=create_graph, allow_unused=True
     )
-    forces = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
+    return forces_and_stress_from_gradients(
+        grads[0], grads[1] if strain is not None else None, positions, strain, volume
+    )
+
+
+def forces_and_stress_from_gradients(
+    grad_positions: torch.Tensor | None,
+    grad_strain: torch.Tensor | None,
+    positions: torch.Tensor,
+    strain: torch.Tensor | None,
+    volume: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Turn dE/dr (N, 3) and dE/dε (B, 3, 3) into (forces, virial, stress).
+
+    For callers that take more gradients in the same backward pass (e.g. dE/dq); a
+    gradient of None (energy independent of it) counts as zero.
+    """
+    forces = -grad_positions if grad_positions is not None else torch.zeros_like(positions)
     if strain is None:
         return forces, None, None
-    de_dstrain = grads[1] if grads[1] is not None else torch.zeros_like(strain)
+    de_dstrain = grad_strain if grad_strain is not None else torch.zeros_like(strain)
     safe_volume = torch.where(volume > 0, volume, torch.ones_like(volume))
     stress = torch.where(
         (volume > 0)[:, None, None], de_dstrain / safe_volume[:, None, None], 0.0

@@ -1,0 +1,170 @@
+"""The hybrid model's configuration: one typed dataclass, a docstring per field.
+
+``build_model(config)`` takes a plain dict (JSON-serialisable, saved with the model); this
+dataclass gives every key its type, default and meaning, validates values, and feeds the
+configuration reference in ``docs/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+
+from ase.data import atomic_numbers
+
+ELECTROSTATICS_METHODS = ("auto", "pme", "ewald", "p3m", "direct")
+
+
+@dataclass
+class ModelConfig:
+    """Hyperparameters of the hybrid model. Only ``elements`` and ``cutoff`` are required."""
+
+    elements: list[str]
+    """Chemical symbols the model knows, e.g. ``["Na", "Cl"]``."""
+
+    cutoff: float
+    """Radius (Å) of the network's neighbourhood; independent of the Ewald real-space cutoff."""
+
+    num_layers: int = 2
+    """Number of interaction (message-passing) blocks."""
+
+    hidden_irreps: str = "32x0e + 16x1o + 8x2e"
+    """Irreps of the node features between blocks (channels per l and parity)."""
+
+    l_max: int = 2
+    """Largest angular momentum of the edge spherical harmonics (0-4)."""
+
+    parity: bool = True
+    """O(3) (True: mirror images have equal energy) or SO(3) only (False: tells enantiomers apart)."""
+
+    num_radial: int = 8
+    """Number of Bessel radial basis functions."""
+
+    radial_mlp: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden widths of the MLP that maps the radial basis to tensor-product weights."""
+
+    polynomial_degree: int = 6
+    """Degree p of the smooth polynomial cutoff envelope."""
+
+    avg_num_neighbors: float = 20.0
+    """Neighbour-sum normalisation; the trainer sets it from the training data."""
+
+    atomic_energies: dict[str, float] = field(default_factory=dict)
+    """Per-element reference energies (eV) added to each atom's energy (missing = 0)."""
+
+    energy_scale: float = 1.0
+    """Scale (eV) of the network's per-atom energy output; the trainer sets it from data."""
+
+    charge_projection: str = "weighted"
+    """How predicted charges are corrected to the total charge: ``"uniform"`` or ``"weighted"``."""
+
+    coulomb: bool = True
+    """Add the Coulomb energy of the predicted charges (False: short-range-only twin)."""
+
+    sigma_q: float = 1.0
+    """Width (Å) of the Gaussian charges (0 = point charges)."""
+
+    coulomb_method: str = "auto"
+    """Electrostatics method: ``"auto"`` (by pbc), ``"pme"``, ``"ewald"``, ``"p3m"``, ``"direct"``."""
+
+    coulomb_accuracy: float = 1e-4
+    """Target relative RMS error of the Coulomb forces; sets the Ewald/PME parameters."""
+
+    @classmethod
+    def from_dict(cls, config: dict) -> ModelConfig:
+        """Validate ``config`` (unknown keys, missing keys, types, ranges) and fill defaults."""
+        if not isinstance(config, dict):
+            raise TypeError(f"model config must be a dict, got {type(config).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in config:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown model config key {key!r}{hint}")
+        for key in ("elements", "cutoff"):
+            if key not in config:
+                raise ValueError(f"model config needs {key!r}")
+        result = cls(**config)
+        result.validate()
+        return result
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field with an invalid value."""
+        if not isinstance(self.elements, (list, tuple)) or not self.elements:
+            raise ValueError(f"elements must be a non-empty list of symbols, got {self.elements!r}")
+        unknown = [s for s in self.elements if s not in atomic_numbers]
+        if unknown:
+            raise ValueError(f"elements contains unknown chemical symbols {unknown}")
+        if len(set(self.elements)) != len(self.elements):
+            raise ValueError(f"elements has duplicates: {self.elements}")
+        self.elements = list(self.elements)
+        if not isinstance(self.cutoff, (int, float)) or not self.cutoff > 0:
+            raise ValueError(f"cutoff must be a positive number of Å, got {self.cutoff!r}")
+        self.cutoff = float(self.cutoff)
+        for name in ("num_layers", "num_radial", "polynomial_degree"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.l_max, int) or not 0 <= self.l_max <= 4:
+            raise ValueError(f"l_max must be an integer from 0 to 4, got {self.l_max!r}")
+        if self.charge_projection not in ("uniform", "weighted"):
+            raise ValueError(
+                f"charge_projection must be 'uniform' or 'weighted', got {self.charge_projection!r}"
+            )
+        if self.coulomb_method not in ELECTROSTATICS_METHODS:
+            raise ValueError(
+                f"coulomb_method must be one of {ELECTROSTATICS_METHODS}, got {self.coulomb_method!r}"
+            )
+        if not isinstance(self.sigma_q, (int, float)) or self.sigma_q < 0:
+            raise ValueError(f"sigma_q must be a number >= 0 (Å), got {self.sigma_q!r}")
+        if not 0 < self.coulomb_accuracy < 1:
+            raise ValueError(f"coulomb_accuracy must be in (0, 1), got {self.coulomb_accuracy!r}")
+        if not self.avg_num_neighbors > 0:
+            raise ValueError(f"avg_num_neighbors must be > 0, got {self.avg_num_neighbors!r}")
+        if not self.energy_scale > 0:
+            raise ValueError(f"energy_scale must be > 0 eV, got {self.energy_scale!r}")
+        bad = [s for s in self.atomic_energies if s not in self.elements]
+        if bad:
+            raise ValueError(f"atomic_energies has elements {bad} not in elements {self.elements}")
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict with every field."""
+        return dataclasses.asdict(self)
+
+
+def config_reference_markdown() -> str:
+    """The configuration reference (docs/model-config.md), generated from the field docstrings."""
+    import ast
+    import inspect
+
+    source = inspect.getsource(ModelConfig)
+    tree = ast.parse(source).body[0]
+    docs: dict[str, str] = {}
+    body = tree.body
+    for node, nxt in zip(body, body[1:] + [None]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    lines = [
+        "# Model configuration reference",
+        "",
+        "Generated from `hybridpot.model.config.ModelConfig` "
+        "(`python -m hybridpot.model.config > docs/model-config.md`).",
+        "",
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for f in dataclasses.fields(ModelConfig):
+        if f.default is not dataclasses.MISSING:
+            default = f"`{f.default!r}`"
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f"`{f.default_factory()!r}`"
+        else:
+            default = "required"
+        type_name = str(f.type).replace("|", "\\|")
+        lines.append(f"| `{f.name}` | `{type_name}` | {default} | {docs.get(f.name, '')} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(config_reference_markdown(), end="")

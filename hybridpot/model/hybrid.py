@@ -1,0 +1,181 @@
+"""The hybrid model: E = E_short(network) + E_coulomb(network charges), with derivatives.
+
+One forward pass:
+
+1. attach a zero strain to positions AND cell (hybridpot.derivatives.apply_strain), so
+   every later quantity (edge vectors, the Ewald mesh, the background term) sees it;
+2. the equivariant network reads the strained edge vectors and predicts per-atom
+   short-range energies and charges (summing exactly to each structure's total charge);
+3. the electrostatics turn those charges into per-atom Coulomb energies;
+4. ONE autograd pass over the summed energy gives forces, the strain derivative (stress,
+   virial) and dE/dq (the electrostatic potential at each atom).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import keys
+from ..data.graph import AtomicGraph
+from ..derivatives import apply_strain, cell_volume, forces_and_stress_from_gradients, voigt
+from ..electrostatics import Electrostatics
+from ..nn import EquivariantNetwork
+from .config import ModelConfig
+
+
+class HybridModel(torch.nn.Module):
+    """Equivariant short-range network plus exact long-range electrostatics.
+
+    Args:
+        config: a :class:`ModelConfig` (see ``docs/model-config.md`` for every field).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.model_config = config
+        self.network = EquivariantNetwork(
+            elements=config.elements,
+            cutoff=config.cutoff,
+            num_layers=config.num_layers,
+            hidden_irreps=config.hidden_irreps,
+            l_max=config.l_max,
+            parity=config.parity,
+            num_radial=config.num_radial,
+            radial_mlp=tuple(config.radial_mlp),
+            polynomial_degree=config.polynomial_degree,
+            avg_num_neighbors=config.avg_num_neighbors,
+            atomic_energies=config.atomic_energies,
+            energy_scale=config.energy_scale,
+            predict_charges=True,
+            charge_projection=config.charge_projection,
+        )
+        self.electrostatics = (
+            Electrostatics(
+                sigma_q=config.sigma_q,
+                method=config.coulomb_method,
+                accuracy=config.coulomb_accuracy,
+            )
+            if config.coulomb
+            else None
+        )
+
+    @property
+    def config(self) -> dict:
+        """The JSON-serialisable configuration (all fields, defaults filled in)."""
+        return self.model_config.to_dict()
+
+    @property
+    def cutoff(self) -> float:
+        return self.model_config.cutoff
+
+    def forward(
+        self,
+        graph: AtomicGraph,
+        *,
+        compute_forces: bool = True,
+        compute_stress: bool = True,
+        create_graph: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Energy and its derivatives for a (batched) graph.
+
+        Args:
+            graph: B structures, N atoms; edges must come from a cutoff >= the model's.
+            compute_forces: return forces (N, 3) eV/Å and the electrostatic potential.
+            compute_stress: return stress and virial (zeros for structures that are not
+                fully periodic).
+            create_graph: keep the autograd graph of the derivatives (training on forces).
+
+        Returns:
+            dict keyed by :mod:`hybridpot.keys`: ENERGY (B,), ENERGIES (N,), ENERGY_SHORT
+            (B,), ENERGY_COULOMB (B,), CHARGES (N,), DIPOLE (B, 3) (zeros for periodic
+            structures), and when asked FORCES (N, 3), POTENTIAL (N,), STRESS (B, 3, 3),
+            STRESS_VOIGT (B, 6), VIRIAL (B, 3, 3).
+        """
+        if graph.cutoff + 1e-9 < self.cutoff:
+            raise ValueError(
+                f"graph edges were built with cutoff {graph.cutoff} Å, smaller than the "
+                f"model's cutoff {self.cutoff} Å"
+            )
+        num_graphs = graph.num_graphs
+        positions = graph.positions
+        cell = graph.cell
+        if compute_forces or compute_stress:
+            positions = positions.detach().clone().requires_grad_(True)
+        strain = None
+        if compute_stress:
+            strained_positions, strained_cell, strain = apply_strain(positions, cell, graph.batch)
+        else:
+            strained_positions, strained_cell = positions, cell
+
+        vectors = graph.edge_vectors(strained_positions, strained_cell)
+        out = self.network(
+            graph.numbers,
+            graph.edge_index,
+            vectors,
+            graph.batch,
+            num_graphs,
+            graph.total_charge,
+        )
+        energies_short = out[keys.ENERGIES_SHORT]
+        charges = out[keys.CHARGES]
+
+        if self.electrostatics is not None:
+            energies_coulomb = self.electrostatics(
+                strained_positions, strained_cell, graph.pbc, charges, graph.batch
+            )
+        else:
+            energies_coulomb = torch.zeros_like(energies_short)
+        energies = energies_short + energies_coulomb
+
+        def per_structure(values: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(num_graphs, dtype=values.dtype, device=values.device).index_add(
+                0, graph.batch, values
+            )
+
+        energy = per_structure(energies)
+        periodic = graph.pbc.any(dim=-1)
+        dipole = torch.zeros(num_graphs, 3, dtype=charges.dtype, device=charges.device)
+        dipole = dipole.index_add(0, graph.batch, charges[:, None] * graph.positions)
+        dipole = torch.where(periodic[:, None], torch.zeros_like(dipole), dipole)
+
+        results = {
+            keys.ENERGY: energy,
+            keys.ENERGIES: energies,
+            keys.ENERGY_SHORT: per_structure(energies_short),
+            keys.ENERGY_COULOMB: per_structure(energies_coulomb),
+            keys.CHARGES: charges,
+            keys.DIPOLE: dipole,
+        }
+        if compute_forces or compute_stress:
+            inputs = [positions] + ([strain] if strain is not None else [])
+            wants_potential = self.electrostatics is not None and charges.requires_grad
+            if wants_potential:
+                inputs.append(charges)
+            grads = torch.autograd.grad(
+                energy.sum(), inputs, create_graph=create_graph, allow_unused=True
+            )
+            forces, virial, stress = forces_and_stress_from_gradients(
+                grads[0],
+                grads[1] if strain is not None else None,
+                positions,
+                strain,
+                cell_volume(cell, graph.pbc),
+            )
+            results[keys.FORCES] = forces
+            if wants_potential and grads[-1] is not None:
+                results[keys.POTENTIAL] = grads[-1]
+            else:
+                results[keys.POTENTIAL] = torch.zeros_like(charges)
+            if compute_stress:
+                results[keys.STRESS] = stress
+                results[keys.STRESS_VOIGT] = voigt(stress)
+                results[keys.VIRIAL] = virial
+        return results
+
+    def extra_repr(self) -> str:
+        c = self.model_config
+        return (
+            f"elements={c.elements}, cutoff={c.cutoff}, coulomb={c.coulomb}, "
+            f"sigma_q={c.sigma_q}, method={c.coulomb_method!r}"
+        )

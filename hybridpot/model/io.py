@@ -1,0 +1,109 @@
+"""Save and load models safely (DESIGN.md §5).
+
+A model file is ``torch.save`` of a plain dict:
+
+    {"format_version": int, "config": JSON str, "metadata": JSON str,
+     "state_dict": {name: tensor}}
+
+and is read with ``torch.load(..., weights_only=True)``, so a file from a stranger cannot
+run code: anything but tensors and plain containers is refused. Writes are atomic
+(temporary file in the same folder, then ``os.replace``), so a crash never leaves a
+half-written file in place of a good one. Each older format version has one upgrade
+function in ``_UPGRADES``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .build import build_model
+from .hybrid import HybridModel
+
+FORMAT_VERSION = 1
+
+# from_version -> function(payload dict) -> payload dict of version from_version + 1
+_UPGRADES: dict = {}
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(model: HybridModel, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    """Write ``model`` (weights + config + format version + optional metadata) to ``path``.
+
+    Args:
+        model: a :class:`HybridModel`.
+        path: destination file (conventionally ``*.pt``); written atomically.
+        metadata: JSON-serialisable provenance (training data, date, metrics, ...).
+    """
+    if not isinstance(model, HybridModel):
+        raise TypeError(f"model must be a HybridModel, got {type(model).__name__}")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "config": json.dumps(model.config),
+        "metadata": json.dumps(metadata or {}),
+        "state_dict": state,
+    }
+    atomic_torch_save(payload, path)
+
+
+def read_model_file(path: str | os.PathLike) -> dict:
+    """The raw, upgraded payload of a model file (safe: weights_only loading)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"refusing to load {str(path)!r}: it contains pickled Python objects, not only "
+            f"tensors and plain data, and loading it could run arbitrary code ({error})"
+        ) from None
+    except Exception as error:  # truncated or foreign file
+        raise ValueError(f"{str(path)!r} is not a readable hybridpot model file: {error}") from None
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise ValueError(f"{str(path)!r} is not a hybridpot model file (no format_version)")
+    version = int(payload["format_version"])
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r} has format version {version}, newer than this hybridpot "
+            f"understands ({FORMAT_VERSION}); upgrade hybridpot"
+        )
+    while version < FORMAT_VERSION:
+        payload = _UPGRADES[version](payload)
+        version += 1
+    return payload
+
+
+def load_model(path: str | os.PathLike) -> HybridModel:
+    """Rebuild a model saved by :func:`save_model` (float64 weights are kept as saved)."""
+    payload = read_model_file(path)
+    model = build_model(json.loads(payload["config"]))
+    state = payload["state_dict"]
+    dtype = next((v.dtype for v in state.values() if v.is_floating_point()), None)
+    if dtype is not None:
+        model = model.to(dtype)
+    model.load_state_dict(state)
+    model.metadata = json.loads(payload.get("metadata", "{}"))
+    return model
