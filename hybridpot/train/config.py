@@ -1,0 +1,470 @@
+"""The training configuration: typed dataclasses with a docstring per field.
+
+A config is a YAML mapping with the sections below (every key has a default except
+``data.train``; ``model`` is passed through to :func:`hybridpot.build_model` and is
+validated there). Command-line overrides use dotted keys, ``optim.lr=1e-3``, with the
+value parsed by ``yaml.safe_load``. Errors name the unknown key (with the closest valid
+one), the wrong type, or the missing file. ``docs/training.md`` is generated from the
+field docstrings (:mod:`hybridpot.train.docs`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A training config that cannot be used; the message names the key and the problem."""
+
+
+@dataclass
+class DataConfig:
+    """Where the reference structures are and which keys hold their labels."""
+
+    train: str = ""
+    """Training structures (extended XYZ or any file ASE reads). Required."""
+
+    valid: str | None = None
+    """Validation structures; None: split ``val_fraction`` off the training file."""
+
+    test: str | None = None
+    """Test structures; None: split ``test_fraction`` off the training file."""
+
+    val_fraction: float = 0.1
+    """Fraction of the training file held out for validation when ``valid`` is None."""
+
+    test_fraction: float = 0.0
+    """Fraction of the training file held out for testing when ``test`` is None."""
+
+    split_seed: int | None = None
+    """Seed of the random train/validation/test split; None: use the top-level ``seed``."""
+
+    format: str | None = None
+    """ASE file format (e.g. ``extxyz``); None: guessed from the file name."""
+
+    energy_key: str = "energy"
+    """Total energy (eV): ``atoms.info[key]`` or the calculator's result of that name."""
+
+    forces_key: str = "forces"
+    """Forces (eV/Å): ``atoms.arrays[key]`` or the calculator's result of that name."""
+
+    stress_key: str = "stress"
+    """Stress (eV/Å³, ASE sign; 6 Voigt values or 3x3): ``atoms.info[key]`` or calculator."""
+
+    charges_key: str = "charges"
+    """Per-atom charges (e): ``atoms.arrays[key]`` or the calculator's result."""
+
+    total_charge_key: str = "charge"
+    """Total charge of a structure (e): ``atoms.info[key]``; absent means 0."""
+
+    dipole_key: str = "dipole"
+    """Dipole moment (e·Å) of a non-periodic structure: ``atoms.info[key]`` or calculator."""
+
+    weight_key: str = "weight"
+    """Per-structure loss weight: ``atoms.info[key]``; absent means 1."""
+
+    cache_dir: str | None = None
+    """Folder for neighbour-list caches keyed by file hash and cutoff; None: memory only."""
+
+
+@dataclass
+class OptimConfig:
+    """The AdamW optimiser, gradient clipping and the weight average."""
+
+    lr: float = 5e-3
+    """Initial learning rate."""
+
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay."""
+
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW moment decay rates (beta1, beta2)."""
+
+    eps: float = 1e-8
+    """AdamW denominator epsilon."""
+
+    amsgrad: bool = False
+    """Use the AMSGrad variant of AdamW."""
+
+    clip_grad_norm: float | None = 10.0
+    """Largest global gradient norm (clipped above it); None: no clipping."""
+
+    ema_decay: float | None = 0.99
+    """Decay of the exponential moving average of the weights used for validation and
+    export; None: no average (the raw weights are used)."""
+
+
+@dataclass
+class ScheduleConfig:
+    """The learning-rate schedule, stepped once per epoch."""
+
+    kind: Literal["plateau", "cosine", "constant"] = "plateau"
+    """``plateau``: multiply by ``factor`` when the validation loss stalls for ``patience``
+    epochs; ``cosine``: cosine decay to ``min_lr`` over ``epochs``; ``constant``."""
+
+    factor: float = 0.5
+    """Plateau: factor applied to the learning rate on a plateau."""
+
+    patience: int = 5
+    """Plateau: epochs without improvement before the learning rate is reduced."""
+
+    min_lr: float = 1e-6
+    """Smallest learning rate (plateau floor, cosine end point)."""
+
+
+@dataclass
+class LossConfig:
+    """Loss function and the weight of each property (0 turns a property off)."""
+
+    kind: Literal["mse", "huber"] = "mse"
+    """Per-component loss: mean squared error or Huber."""
+
+    huber_delta: float = 0.01
+    """Huber: the error (in the property's unit) where quadratic turns linear."""
+
+    energy: float = 1.0
+    """Weight of the energy-per-atom loss ((eV/atom)² for MSE)."""
+
+    forces: float = 10.0
+    """Weight of the force loss ((eV/Å)² per component for MSE)."""
+
+    stress: float = 0.0
+    """Weight of the stress loss ((eV/Å³)² per Voigt component; needs stress labels)."""
+
+    charges: float = 0.0
+    """Weight of the per-atom charge loss (e²; needs charge labels)."""
+
+    dipole: float = 0.0
+    """Weight of the dipole loss ((e·Å)² per component; non-periodic structures)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Reference data: files, split and label keys."""
+
+    model: dict = field(default_factory=dict)
+    """Model config passed to ``hybridpot.build_model`` (needs ``cutoff``; ``elements``
+    default to those in the data; statistics are filled in from the training set)."""
+
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser settings."""
+
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """Learning-rate schedule."""
+
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Loss function and weights."""
+
+    epochs: int = 100
+    """Number of passes over the training set."""
+
+    batch_size: int = 4
+    """Structures per training step."""
+
+    eval_batch_size: int | None = None
+    """Structures per validation/test batch; None: ``batch_size``."""
+
+    early_stopping_patience: int | None = None
+    """Stop after this many epochs without a better validation loss; None: never."""
+
+    dtype: Literal["float32", "float64"] = "float32"
+    """Floating-point precision of the model and the data."""
+
+    device: str = "cpu"
+    """Torch device (``cpu``, ``cuda``, ``cuda:1``, ...)."""
+
+    seed: int = 0
+    """Seed of the weight initialisation, the shuffling and (by default) the split."""
+
+    output_dir: str = "runs/hybridpot"
+    """Folder for the model, checkpoint, effective config, CSV log and plots."""
+
+    quiet: bool = False
+    """No progress bars or per-epoch lines (for scripts)."""
+
+    plots: bool = True
+    """Write PNG learning curves and parity plots at the end."""
+
+    def to_dict(self) -> dict:
+        """A plain, YAML/JSON-serialisable dict of every field."""
+        return dataclasses.asdict(self)
+
+
+SECTIONS: tuple[type, ...] = (TrainConfig, DataConfig, OptimConfig, ScheduleConfig, LossConfig)
+
+
+# ----------------------------------------------------------------------------- typing
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(hint))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(hint))
+        return f"{origin.__name__}[{args}]"
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` checked against the type ``hint`` (ints accepted for floats, numeric
+    strings such as ``1e-3``, which YAML 1.1 reads as text, accepted for floats)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+    elif origin is Literal:
+        if value in typing.get_args(hint):
+            return value
+    elif origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, (list, tuple)):
+            return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif hint is dict:
+        if isinstance(value, dict):
+            return copy.deepcopy(value)
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(
+        f"config key {key!r} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})"
+    )
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, values: Any, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, checking every key and type."""
+    where = prefix.rstrip(".") or "the config"
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {values!r}")
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            full = f"{prefix}{key}"
+            candidates = [f"{prefix}{n}" for n in names]
+            close = difflib.get_close_matches(full, candidates, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown config key {full!r}{hint}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- validation
+def _check_range(config: TrainConfig) -> None:
+    def need(condition: bool, key: str, expected: str, value: Any) -> None:
+        if not condition:
+            raise ConfigError(f"config key {key!r} must be {expected}, got {value!r}")
+
+    d, o, s, loss = config.data, config.optim, config.schedule, config.loss
+    need(bool(d.train), "data.train", "the path of the training structures", d.train)
+    need(0 <= d.val_fraction < 1, "data.val_fraction", "in [0, 1)", d.val_fraction)
+    need(0 <= d.test_fraction < 1, "data.test_fraction", "in [0, 1)", d.test_fraction)
+    need(
+        d.val_fraction + d.test_fraction < 1,
+        "data.val_fraction + data.test_fraction",
+        "< 1",
+        d.val_fraction + d.test_fraction,
+    )
+    need(o.lr > 0, "optim.lr", "> 0", o.lr)
+    need(o.weight_decay >= 0, "optim.weight_decay", ">= 0", o.weight_decay)
+    need(
+        len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
+        "optim.betas",
+        "two numbers in [0, 1)",
+        o.betas,
+    )
+    need(o.eps > 0, "optim.eps", "> 0", o.eps)
+    need(
+        o.clip_grad_norm is None or o.clip_grad_norm > 0,
+        "optim.clip_grad_norm",
+        "> 0 or null",
+        o.clip_grad_norm,
+    )
+    need(
+        o.ema_decay is None or 0 <= o.ema_decay < 1,
+        "optim.ema_decay",
+        "in [0, 1) or null",
+        o.ema_decay,
+    )
+    need(0 < s.factor < 1, "schedule.factor", "in (0, 1)", s.factor)
+    need(s.patience >= 0, "schedule.patience", ">= 0", s.patience)
+    need(s.min_lr >= 0, "schedule.min_lr", ">= 0", s.min_lr)
+    need(loss.huber_delta > 0, "loss.huber_delta", "> 0", loss.huber_delta)
+    for name in ("energy", "forces", "stress", "charges", "dipole"):
+        value = getattr(loss, name)
+        need(value >= 0, f"loss.{name}", ">= 0", value)
+    need(
+        any(getattr(loss, n) > 0 for n in ("energy", "forces", "stress", "charges", "dipole")),
+        "loss",
+        "a mapping with at least one positive weight",
+        dataclasses.asdict(loss),
+    )
+    need(config.epochs >= 1, "epochs", ">= 1", config.epochs)
+    need(config.batch_size >= 1, "batch_size", ">= 1", config.batch_size)
+    need(
+        config.eval_batch_size is None or config.eval_batch_size >= 1,
+        "eval_batch_size",
+        ">= 1 or null",
+        config.eval_batch_size,
+    )
+    need(
+        config.early_stopping_patience is None or config.early_stopping_patience >= 1,
+        "early_stopping_patience",
+        ">= 1 or null",
+        config.early_stopping_patience,
+    )
+    cutoff = config.model.get("cutoff")
+    need(
+        isinstance(cutoff, (int, float)) and not isinstance(cutoff, bool) and cutoff > 0,
+        "model.cutoff",
+        "a positive number of Å (the model config needs it)",
+        cutoff,
+    )
+
+
+def check_files(config: TrainConfig) -> None:
+    """Raise :class:`ConfigError` naming the first data file that does not exist."""
+    for key in ("train", "valid", "test"):
+        path = getattr(config.data, key)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"config key 'data.{key}': file {path!r} does not exist")
+
+
+def config_from_dict(values: dict, *, check_paths: bool = True) -> TrainConfig:
+    """Validate a nested dict (keys, types, ranges, files) into a :class:`TrainConfig`.
+
+    Raises:
+        ConfigError: naming the unknown key (and the closest valid one), the key with the
+            wrong type or value, or the missing file.
+    """
+    config = _build(TrainConfig, values, "")
+    _check_range(config)
+    if check_paths:
+        check_files(config)
+    return config
+
+
+# ----------------------------------------------------------------------------- YAML, overrides
+def read_yaml(path: str | os.PathLike) -> dict:
+    """The mapping in YAML file ``path`` (an empty file is an empty mapping)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping of keys to values, "
+            f"got {type(values).__name__}"
+        )
+    return values
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """A copy of ``values`` with ``key=value`` overrides applied.
+
+    Keys are dotted paths (``optim.lr=1e-3``, ``model.cutoff=4.0``); values are parsed by
+    ``yaml.safe_load`` (``null``, ``true``, lists ``[1, 2]`` work). Unknown keys are
+    reported later by :func:`config_from_dict`, except inside ``model`` (checked by the
+    model's own config).
+    """
+    values = copy.deepcopy(values)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=1e-3)")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        if not key or any(not p for p in parts):
+            raise ConfigError(f"override {item!r} has an empty key part in {key!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: value {raw!r} is not valid YAML ({error})")
+        node = values
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"override {item!r}: {where!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return values
+
+
+def load_config(
+    path: str | os.PathLike | None,
+    overrides: list[str] | None = None,
+    *,
+    check_paths: bool = True,
+) -> TrainConfig:
+    """Read YAML ``path`` (None: start from defaults), apply overrides and validate.
+
+    Relative data paths are taken relative to the current working directory.
+    """
+    values = read_yaml(path) if path is not None else {}
+    values = apply_overrides(values, list(overrides or []))
+    return config_from_dict(values, check_paths=check_paths)
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
+    """Write the effective config to ``path`` as YAML, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    os.replace(tmp, path)
