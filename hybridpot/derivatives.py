@@ -72,9 +72,7 @@ def forces_and_stress(
         with virial = -dE/dε and stress = (1/V) dE/dε.
     """
     inputs = [positions] if strain is None else [positions, strain]
-    grads = torch.autograd.grad(
-        energy.sum(), inputs, create_graph=create_graph, allow_unused=True
-    )
+    grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph, allow_unused=True)
     return forces_and_stress_from_gradients(
         grads[0], grads[1] if strain is not None else None, positions, strain, volume
     )
@@ -97,9 +95,7 @@ def forces_and_stress_from_gradients(
         return forces, None, None
     de_dstrain = grad_strain if grad_strain is not None else torch.zeros_like(strain)
     safe_volume = torch.where(volume > 0, volume, torch.ones_like(volume))
-    stress = torch.where(
-        (volume > 0)[:, None, None], de_dstrain / safe_volume[:, None, None], 0.0
-    )
+    stress = torch.where((volume > 0)[:, None, None], de_dstrain / safe_volume[:, None, None], 0.0)
     return forces, -de_dstrain, stress
 
 

@@ -25,6 +25,7 @@ STRESS_VOIGT = "stress_voigt"  # (B, 6) eV/Å³, order xx yy zz yz xz xy
 VIRIAL = "virial"  # (B, 3, 3) eV, virial = -dE/dstrain = -V * stress
 CHARGES = "charges"  # (N,) e, per-atom charges summing to TOTAL_CHARGE
 ENERGY_SHORT = "energy_short"  # (B,) eV, network (short-range) energy
+ENERGIES_SHORT = "energies_short"  # (N,) eV, per-atom short-range (network) energy
 ENERGY_COULOMB = "energy_coulomb"  # (B,) eV, electrostatic energy of CHARGES
 POTENTIAL = "electrostatic_potential"  # (N,) eV/e, dE_coulomb/dq_i
 DIPOLE = "dipole"  # (B, 3) e·Å, sum_i q_i r_i; only meaningful for non-periodic structures

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 
 import hybridpot
-
-from .model.conftest import random_structure, small_config
+from hybridpot.testing.structures import random_structure
+from hybridpot.testing.structures import small_model_config as small_config
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +22,10 @@ def test_forces_and_stress_through_ase(calculator):
     atoms.calc = calculator
     forces = atoms.get_forces()
     np.testing.assert_allclose(
-        forces, calculator.calculate_numerical_forces(atoms, d=1e-4), atol=1e-6
+        forces, calculate_numerical_forces(atoms, eps=1e-4), atol=1e-6
     )
     np.testing.assert_allclose(
-        atoms.get_stress(), calculator.calculate_numerical_stress(atoms, d=1e-5), atol=1e-7
+        atoms.get_stress(), calculate_numerical_stress(atoms, eps=1e-5), atol=1e-7
     )
     assert abs(atoms.get_charges().sum() - 1.0) < 1e-12
     energy = atoms.get_potential_energy()
@@ -60,7 +61,7 @@ def test_slab_and_molecule(calculator, pbc):
     atoms = random_structure(seed=53, n=5, pbc=pbc)
     atoms.calc = calculator
     np.testing.assert_allclose(
-        atoms.get_forces(), calculator.calculate_numerical_forces(atoms, d=1e-4), atol=1e-6
+        atoms.get_forces(), calculate_numerical_forces(atoms, eps=1e-4), atol=1e-6
     )
     with pytest.raises(PropertyNotImplementedError):
         atoms.get_stress()

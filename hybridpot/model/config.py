@@ -36,7 +36,7 @@ class ModelConfig:
     """Largest angular momentum of the edge spherical harmonics (0-4)."""
 
     parity: bool = True
-    """O(3) (True: mirror images have equal energy) or SO(3) only (False: tells enantiomers apart)."""
+    """O(3) (True: mirror images have equal energy) or SO(3) (False: tells enantiomers apart)."""
 
     num_radial: int = 8
     """Number of Bessel radial basis functions."""
@@ -66,7 +66,7 @@ class ModelConfig:
     """Width (Å) of the Gaussian charges (0 = point charges)."""
 
     coulomb_method: str = "auto"
-    """Electrostatics method: ``"auto"`` (by pbc), ``"pme"``, ``"ewald"``, ``"p3m"``, ``"direct"``."""
+    """Electrostatics: ``"auto"`` (by pbc), ``"pme"``, ``"ewald"``, ``"p3m"`` or ``"direct"``."""
 
     coulomb_accuracy: float = 1e-4
     """Target relative RMS error of the Coulomb forces; sets the Ewald/PME parameters."""
@@ -114,7 +114,8 @@ class ModelConfig:
             )
         if self.coulomb_method not in ELECTROSTATICS_METHODS:
             raise ValueError(
-                f"coulomb_method must be one of {ELECTROSTATICS_METHODS}, got {self.coulomb_method!r}"
+                f"coulomb_method must be one of {ELECTROSTATICS_METHODS}, "
+                f"got {self.coulomb_method!r}"
             )
         if not isinstance(self.sigma_q, (int, float)) or self.sigma_q < 0:
             raise ValueError(f"sigma_q must be a number >= 0 (Å), got {self.sigma_q!r}")

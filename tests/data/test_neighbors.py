@@ -5,9 +5,8 @@ import itertools
 import ase
 import numpy as np
 import pytest
-import torch
 
-from hybridpot.data import batch_graphs, graph_from_atoms, neighbor_list, split_graph
+from hybridpot.data import graph_from_atoms, neighbor_list
 
 
 def brute_force_pairs(positions, cell, pbc, cutoff):

@@ -12,8 +12,8 @@ import pytest
 from hybridpot import keys
 from hybridpot.data import graph_from_atoms
 from hybridpot.testing.finite_differences import numerical_forces, numerical_stress
-
-from .conftest import CUTOFF, random_structure
+from hybridpot.testing.structures import SMALL_CUTOFF as CUTOFF
+from hybridpot.testing.structures import random_structure
 
 CASES = {
     "triclinic": dict(seed=11, n=8, scale=5.5),

@@ -9,8 +9,8 @@ import torch
 import hybridpot
 from hybridpot import keys
 from hybridpot.data import graph_from_atoms
-
-from .conftest import CUTOFF, random_structure
+from hybridpot.testing.structures import SMALL_CUTOFF as CUTOFF
+from hybridpot.testing.structures import random_structure
 
 
 def test_round_trip_gives_identical_predictions(model, tmp_path):

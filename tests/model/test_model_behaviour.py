@@ -2,15 +2,21 @@
 
 import ase
 import ase.build
-import numpy as np
 import pytest
 import torch
 
 import hybridpot
 from hybridpot import keys
 from hybridpot.data import batch_graphs, graph_from_atoms
-
-from .conftest import CUTOFF, random_structure, small_config
+from hybridpot.testing.structures import (
+    SMALL_CUTOFF as CUTOFF,
+)
+from hybridpot.testing.structures import (
+    random_structure,
+)
+from hybridpot.testing.structures import (
+    small_model_config as small_config,
+)
 
 
 def test_batched_equals_one_by_one(model):
@@ -27,8 +33,12 @@ def test_batched_equals_one_by_one(model):
         single = model(g)
         n = g.num_nodes
         assert torch.allclose(batched[keys.ENERGY][b], single[keys.ENERGY][0], atol=1e-10)
-        assert torch.allclose(batched[keys.FORCES][start : start + n], single[keys.FORCES], atol=1e-10)
-        assert torch.allclose(batched[keys.CHARGES][start : start + n], single[keys.CHARGES], atol=1e-12)
+        assert torch.allclose(
+            batched[keys.FORCES][start : start + n], single[keys.FORCES], atol=1e-10
+        )
+        assert torch.allclose(
+            batched[keys.CHARGES][start : start + n], single[keys.CHARGES], atol=1e-12
+        )
         assert torch.allclose(batched[keys.STRESS][b], single[keys.STRESS][0], atol=1e-10)
         start += n
 
@@ -102,7 +112,9 @@ def test_float32_agrees_with_float64(model):
 def test_config_errors_are_named():
     with pytest.raises(ValueError, match="needs 'cutoff'"):
         hybridpot.build_model({"elements": ["Na"]})
-    with pytest.raises(ValueError, match="unknown model config key 'cuttoff'; did you mean 'cutoff'"):
+    with pytest.raises(
+        ValueError, match="unknown model config key 'cuttoff'; did you mean 'cutoff'"
+    ):
         hybridpot.build_model({"elements": ["Na"], "cutoff": 3.0, "cuttoff": 3})
     with pytest.raises(ValueError, match="elements contains unknown chemical symbols"):
         hybridpot.build_model({"elements": ["Xx"], "cutoff": 3.0})

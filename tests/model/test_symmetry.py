@@ -12,8 +12,15 @@ import hybridpot
 from hybridpot import keys
 from hybridpot.data import graph_from_atoms
 from hybridpot.testing.finite_differences import random_orthogonal, transformed
-
-from .conftest import CUTOFF, random_structure, small_config
+from hybridpot.testing.structures import (
+    SMALL_CUTOFF as CUTOFF,
+)
+from hybridpot.testing.structures import (
+    random_structure,
+)
+from hybridpot.testing.structures import (
+    small_model_config as small_config,
+)
 
 TOL = 1e-10
 
@@ -92,5 +99,6 @@ def test_parity_off_tells_enantiomers_apart_and_parity_on_does_not():
     torch.manual_seed(3)
     so3 = hybridpot.build_model(small_config(parity=False))
     energies = [evaluate(so3, x)[keys.ENERGY][0] for x in (atoms, mirror)]
-    # A random SO(3) network separates the mirror images far above round-off.
-    assert abs(energies[0] - energies[1]) > 1e-6
+    # A freshly initialised SO(3) network separates the mirror images by ~1e-7 eV here
+    # (pseudo-scalar paths start small); round-off is ~1e-14 eV, so 1e-9 is a clear margin.
+    assert abs(energies[0] - energies[1]) > 1e-9

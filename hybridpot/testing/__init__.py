@@ -1,0 +1,42 @@
+"""Test helpers shipped with the package: independent references, crystals, tolerances.
+
+Everything here is plain NumPy/SciPy/ASE (no torch, no torch-pme), so it can check the
+torch code independently:
+
+- :func:`ewald_sum`, :func:`direct_sum` (``ewald_reference``): exhaustively converged
+  float64 Coulomb sums of point or Gaussian charges with analytic forces, stress and
+  potential; :func:`slab_ewald_sum` and :func:`yeh_berkowitz_correction`
+  (``slab_reference``): the exact 2D-periodic sum and the 3D slab correction.
+- :func:`crystal`, :data:`CRYSTALS`, :func:`madelung_from_energy` (``crystals``):
+  textbook ionic crystals with their Madelung constants; :func:`random_ionic_cell` and
+  :func:`rocksalt_supercell`: random charged test systems.
+- :func:`tolerances` (``tolerances``): the table of test tolerances keyed by dtype.
+"""
+
+from .crystals import (
+    CRYSTALS,
+    FORMS,
+    crystal,
+    madelung_from_energy,
+    random_ionic_cell,
+    rocksalt_supercell,
+)
+from .ewald_reference import COULOMB_CONSTANT, direct_sum, ewald_sum
+from .slab_reference import slab_ewald_sum, yeh_berkowitz_correction
+from .tolerances import Tolerances, tolerances
+
+__all__ = [
+    "COULOMB_CONSTANT",
+    "CRYSTALS",
+    "FORMS",
+    "Tolerances",
+    "crystal",
+    "direct_sum",
+    "ewald_sum",
+    "madelung_from_energy",
+    "random_ionic_cell",
+    "rocksalt_supercell",
+    "slab_ewald_sum",
+    "tolerances",
+    "yeh_berkowitz_correction",
+]
