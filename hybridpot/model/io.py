@@ -76,10 +76,12 @@ def read_model_file(path: str | os.PathLike) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"refusing to load {str(path)!r}: it contains pickled Python objects, not only "
-            f"tensors and plain data, and loading it could run arbitrary code ({error})"
-        ) from None
+        if "Unsupported global" in str(error) or "GLOBAL" in str(error):
+            raise ValueError(
+                f"refusing to load {str(path)!r}: it contains pickled Python objects, not only "
+                f"tensors and plain data, and loading it could run arbitrary code"
+            ) from None
+        raise ValueError(f"{str(path)!r} is not a readable hybridpot model file: {error}") from None
     except Exception as error:  # truncated or foreign file
         raise ValueError(f"{str(path)!r} is not a readable hybridpot model file: {error}") from None
     if not isinstance(payload, dict) or "format_version" not in payload:

@@ -12,45 +12,40 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A training config that cannot be used; the message names the key and the problem."""
+from .schema import ConfigError, build_dataclass
 
 
 @dataclass
 class DataConfig:
     """Where the reference structures are and which keys hold their labels."""
 
-    train: str = ""
+    train: str = field(default="", metadata={"required": True})
     """Training structures (extended XYZ or any file ASE reads). Required."""
 
     valid: str | None = None
-    """Validation structures; None: split ``val_fraction`` off the training file."""
+    """Validation structures; null: split ``val_fraction`` off the training file."""
 
     test: str | None = None
-    """Test structures; None: split ``test_fraction`` off the training file."""
+    """Test structures; null: split ``test_fraction`` off the training file."""
 
     val_fraction: float = 0.1
-    """Fraction of the training file held out for validation when ``valid`` is None."""
+    """Fraction of the training file held out for validation when ``valid`` is null."""
 
     test_fraction: float = 0.0
-    """Fraction of the training file held out for testing when ``test`` is None."""
+    """Fraction of the training file held out for testing when ``test`` is null."""
 
     split_seed: int | None = None
-    """Seed of the random train/validation/test split; None: use the top-level ``seed``."""
+    """Seed of the random train/validation/test split; null: use the top-level ``seed``."""
 
     format: str | None = None
-    """ASE file format (e.g. ``extxyz``); None: guessed from the file name."""
+    """ASE file format (e.g. ``extxyz``); null: guessed from the file name."""
 
     energy_key: str = "energy"
     """Total energy (eV): ``atoms.info[key]`` or the calculator's result of that name."""
@@ -74,14 +69,14 @@ class DataConfig:
     """Per-structure loss weight: ``atoms.info[key]``; absent means 1."""
 
     cache_dir: str | None = None
-    """Folder for neighbour-list caches keyed by file hash and cutoff; None: memory only."""
+    """Folder for neighbour-list caches keyed by file hash and cutoff; null: memory only."""
 
 
 @dataclass
 class OptimConfig:
     """The AdamW optimiser, gradient clipping and the weight average."""
 
-    lr: float = 5e-3
+    lr: float = 1e-2
     """Initial learning rate."""
 
     weight_decay: float = 0.0
@@ -97,11 +92,11 @@ class OptimConfig:
     """Use the AMSGrad variant of AdamW."""
 
     clip_grad_norm: float | None = 10.0
-    """Largest global gradient norm (clipped above it); None: no clipping."""
+    """Largest global gradient norm (clipped above it); null: no clipping."""
 
     ema_decay: float | None = 0.99
     """Decay of the exponential moving average of the weights used for validation and
-    export; None: no average (the raw weights are used)."""
+    export; null: no average (the raw weights are used)."""
 
 
 @dataclass
@@ -175,10 +170,10 @@ class TrainConfig:
     """Structures per training step."""
 
     eval_batch_size: int | None = None
-    """Structures per validation/test batch; None: ``batch_size``."""
+    """Structures per validation/test batch; null: ``batch_size``."""
 
     early_stopping_patience: int | None = None
-    """Stop after this many epochs without a better validation loss; None: never."""
+    """Stop after this many epochs without a better validation loss; null: never."""
 
     dtype: Literal["float32", "float64"] = "float32"
     """Floating-point precision of the model and the data."""
@@ -204,97 +199,6 @@ class TrainConfig:
 
 
 SECTIONS: tuple[type, ...] = (TrainConfig, DataConfig, OptimConfig, ScheduleConfig, LossConfig)
-
-
-# ----------------------------------------------------------------------------- typing
-def _type_name(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(hint))
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(hint))
-    if origin is not None:
-        args = ", ".join(_type_name(a) for a in typing.get_args(hint))
-        return f"{origin.__name__}[{args}]"
-    if hint is type(None):
-        return "null"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """``value`` checked against the type ``hint`` (ints accepted for floats, numeric
-    strings such as ``1e-3``, which YAML 1.1 reads as text, accepted for floats)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                pass
-    elif origin is Literal:
-        if value in typing.get_args(hint):
-            return value
-    elif origin is list:
-        (item,) = typing.get_args(hint)
-        if isinstance(value, (list, tuple)):
-            return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    elif hint is dict:
-        if isinstance(value, dict):
-            return copy.deepcopy(value)
-    elif hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(
-        f"config key {key!r} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})"
-    )
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _build(cls: type, values: Any, prefix: str) -> Any:
-    """Instantiate dataclass ``cls`` from a mapping, checking every key and type."""
-    where = prefix.rstrip(".") or "the config"
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where} must be a mapping of keys to values, got {values!r}")
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
-            full = f"{prefix}{key}"
-            candidates = [f"{prefix}{n}" for n in names]
-            close = difflib.get_close_matches(full, candidates, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown config key {full!r}{hint}")
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, f"{prefix}{key}.")
-        else:
-            kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
-    return cls(**kwargs)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -370,6 +274,24 @@ def _check_range(config: TrainConfig) -> None:
     )
 
 
+def check_model_section(model: dict) -> None:
+    """Validate the ``model`` section with the model's own config checks, before any data
+    is read (``elements``, when absent, is taken from ``atomic_energies`` or a stand-in,
+    since the trainer fills it in from the data later).
+
+    Raises:
+        ConfigError: naming the unknown key (with the closest one) or the invalid value.
+    """
+    from ..model.config import ModelConfig
+
+    trial = dict(model)
+    trial.setdefault("elements", sorted(model.get("atomic_energies") or {}) or ["H"])
+    try:
+        ModelConfig.from_dict(trial)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"config section 'model': {error}") from None
+
+
 def check_files(config: TrainConfig) -> None:
     """Raise :class:`ConfigError` naming the first data file that does not exist."""
     for key in ("train", "valid", "test"):
@@ -385,8 +307,9 @@ def config_from_dict(values: dict, *, check_paths: bool = True) -> TrainConfig:
         ConfigError: naming the unknown key (and the closest valid one), the key with the
             wrong type or value, or the missing file.
     """
-    config = _build(TrainConfig, values, "")
+    config = build_dataclass(TrainConfig, values, "")
     _check_range(config)
+    check_model_section(config.model)
     if check_paths:
         check_files(config)
     return config
@@ -432,7 +355,9 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as error:
-            raise ConfigError(f"override {item!r}: value {raw!r} is not valid YAML ({error})")
+            raise ConfigError(
+                f"override {item!r}: value {raw!r} is not valid YAML ({error})"
+            ) from None
         node = values
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)

@@ -44,8 +44,12 @@ def test_missing_and_foreign_files_are_named(tmp_path):
     path = tmp_path / "plain.pt"
     with open(path, "wb") as handle:
         pickle.dump([1, 2, 3], handle)
-    with pytest.raises(ValueError, match="not"):
+    with pytest.raises(ValueError, match="not a (readable )?hybridpot model file"):
         hybridpot.load_model(path)
+    text = tmp_path / "notes.txt"
+    text.write_text("just text")
+    with pytest.raises(ValueError, match="not a readable hybridpot model file"):
+        hybridpot.load_model(text)
 
 
 def test_newer_format_is_refused(model, tmp_path):

@@ -1,0 +1,244 @@
+"""The ``hybridpot`` command: train, evaluate, info and demo.
+
+    hybridpot train config.yaml [key=value ...] [--resume] [--overwrite] [--quiet]
+    hybridpot evaluate model.pt data.xyz [-o predictions.xyz]
+    hybridpot info model.pt
+    hybridpot demo [--quick] [--output DIR]
+
+:func:`main` returns the exit code: 0 on success, 2 for a user error (one line on
+stderr naming the problem, no traceback; ``--traceback`` shows it), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """An error caused by the command's input, reported as one line."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .train.config import DataConfig
+
+    parser = argparse.ArgumentParser(
+        prog="hybridpot",
+        description="Hybrid machine-learned interatomic potentials: train, evaluate, inspect.",
+    )
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback of errors"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train a model from a YAML config",
+        description="Train a model. Overrides use dotted keys: optim.lr=1e-3 model.cutoff=4.5",
+    )
+    train.add_argument("config", help="YAML training config (see docs/training.md)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from output_dir/checkpoint.pt"
+    )
+    train.add_argument(
+        "--overwrite", action="store_true", help="start afresh over an existing checkpoint"
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="errors of a model on labelled structures",
+        description="Print MAE/RMSE per labelled property; optionally write the predictions.",
+    )
+    evaluate.add_argument("model", help="model file written by hybridpot train")
+    evaluate.add_argument("data", help="structures with reference labels (extxyz or ASE-readable)")
+    evaluate.add_argument("-o", "--output", help="write predictions to this extxyz file")
+    evaluate.add_argument("--batch-size", type=int, default=8, help="structures per batch")
+    evaluate.add_argument("--format", default=None, help="ASE format of the data file")
+    evaluate.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    defaults = DataConfig()
+    for name in ("energy", "forces", "stress", "charges", "total_charge", "dipole"):
+        evaluate.add_argument(
+            f"--{name.replace('_', '-')}-key",
+            default=getattr(defaults, f"{name}_key"),
+            help=f"label key of the {name.replace('_', ' ')} (default: %(default)s)",
+        )
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    info = sub.add_parser("info", help="describe a saved model")
+    info.add_argument("model", help="model file")
+
+    demo = sub.add_parser(
+        "demo",
+        help="generate NaCl reference data, train hybrid and short-range models, compare",
+    )
+    demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    demo.add_argument("--output", default="demo-output", help="output folder (%(default)s)")
+    return parser
+
+
+# ----------------------------------------------------------------------------- commands
+def _train(args: argparse.Namespace) -> int:
+    from .train.config import load_config
+    from .train.metrics import format_table
+    from .train.trainer import Trainer
+
+    config = load_config(args.config, args.overrides)
+    if args.quiet:
+        config.quiet = True
+    result = Trainer(config, resume=args.resume, overwrite=args.overwrite).fit()
+    print(f"trained {len(result.history)} epochs; best epoch {result.best_epoch}")
+    print(f"model: {result.output_dir / 'model.pt'}")
+    for title, metrics in (("validation", result.metrics), ("test", result.test_metrics)):
+        if metrics:
+            print(f"\n{title} errors:")
+            print(format_table(metrics))
+    return 0
+
+
+def _load_model(path: str, device: str = "cpu"):
+    import torch
+
+    from .model import load_model
+
+    try:
+        model = load_model(path)
+    except RuntimeError as error:  # weights that do not fit this version's architecture
+        first = str(error).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:2])
+        raise UserError(
+            f"cannot load model {path!r}: its weights do not match this version of hybridpot "
+            f"({detail})"
+        ) from None
+    return model.to(torch.device(device))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .train.config import DataConfig
+    from .train.dataset import read_structures
+    from .train.evaluate import evaluate_structures, write_predictions
+    from .train.metrics import format_table
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    model = _load_model(args.model, args.device)
+    data_keys = DataConfig(
+        format=args.format,
+        energy_key=args.energy_key,
+        forces_key=args.forces_key,
+        stress_key=args.stress_key,
+        charges_key=args.charges_key,
+        total_charge_key=args.total_charge_key,
+        dipole_key=args.dipole_key,
+    )
+    images = read_structures(args.data, args.format)
+    metrics, counts, predictions = evaluate_structures(
+        model,
+        images,
+        data_keys,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        source=args.data,
+    )
+    print(f"{len(images)} structures from {args.data}")
+    print(format_table(metrics, counts))
+    if args.output:
+        write_predictions(images, predictions, args.output, data_keys)
+        print(f"predictions written to {args.output}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    config = model.config
+    n_params = sum(p.numel() for p in model.parameters())
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    if config.get("coulomb"):
+        kind = "hybrid (short-range network + Coulomb)"
+    else:
+        kind = "short-range only"
+    lines = [
+        f"model:       {args.model}",
+        f"type:        {type(model).__name__}, {kind}",
+        f"elements:    {', '.join(config['elements'])}",
+        f"cutoff:      {config['cutoff']} Å",
+        f"parameters:  {n_params:,}",
+        f"dtype:       {str(dtype).replace('torch.', '')}",
+        "",
+        "architecture:",
+        textwrap.indent(repr(model), "  "),
+        "",
+        "config:",
+    ]
+    width = max(len(k) for k in config)
+    lines += [f"  {k:<{width}}  {json.dumps(v)}" for k, v in config.items()]
+    metadata = getattr(model, "metadata", None) or {}
+    lines += ["", "provenance:"]
+    if metadata:
+        lines += textwrap.indent(json.dumps(metadata, indent=2), "  ").splitlines()
+    else:
+        lines.append("  (none recorded)")
+    print("\n".join(lines))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from .demo import run_demo
+    except ModuleNotFoundError as error:
+        if error.name == f"{__package__}.demo":
+            raise UserError("the demo is not available in this installation of hybridpot") from None
+        raise
+    result = run_demo(args.output, args.quick)
+    return result if isinstance(result, int) else 0
+
+
+_COMMANDS = {"train": _train, "evaluate": _evaluate, "info": _info, "demo": _demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``hybridpot`` command with ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 success, 2 user error (bad arguments, config, files, data),
+        130 interrupted by Ctrl-C.
+    """
+    parser = _parser()
+    try:
+        # key=value overrides may come after options (train cfg --quiet epochs=3), which
+        # argparse alone does not allow: collect the leftovers that look like overrides.
+        args, extra = parser.parse_known_args(argv)
+        overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+        unknown = [a for a in extra if a not in overrides]
+        if args.command == "train":
+            args.overrides += overrides
+        else:
+            unknown = extra
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as exit_:  # argparse has printed its usage message
+        return int(exit_.code or 0)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print(f"hybridpot {args.command}: interrupted", file=sys.stderr)
+        if args.command == "train":
+            print("  continue with: hybridpot train ... --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UserError, ValueError, TypeError, OSError, FloatingPointError) as error:
+        if args.traceback:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        print(f"hybridpot {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

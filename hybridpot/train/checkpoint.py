@@ -1,0 +1,160 @@
+"""Atomic writes, training checkpoints and random-number-generator states.
+
+A checkpoint is a ``torch.save``d dict of tensors and plain containers (numbers,
+strings, lists, dicts) only, so ``torch.load(..., weights_only=True)`` reads it and a
+checkpoint from a stranger cannot run code. Every file is written to a temporary name in
+the same folder and renamed over the target (``os.replace`` is atomic), so a crash never
+leaves a half-written checkpoint in place of a good one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import torch
+
+#: Version of the checkpoint dict; bump it and add an upgrade when the layout changes.
+CHECKPOINT_VERSION = 1
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    The folder is created when missing. On any error the temporary file is removed and
+    ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save(obj: object, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` atomically."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+# ----------------------------------------------------------------------------- RNG states
+def rng_state() -> dict[str, torch.Tensor]:
+    """The global torch, numpy and Python random states, as tensors only."""
+    np_state = np.random.get_state()  # noqa: NPY002 (the legacy global state)
+    py_version, py_internal, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_key": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+        "numpy_pos": torch.tensor([np_state[2], np_state[3]], dtype=torch.int64),
+        "numpy_gauss": torch.tensor([np_state[4]], dtype=torch.float64),
+        "python": torch.tensor([py_version, *py_internal], dtype=torch.int64),
+        "python_gauss": torch.tensor(
+            [float("nan") if py_gauss is None else py_gauss], dtype=torch.float64
+        ),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    """Restore the states captured by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    pos, has_gauss = (int(x) for x in state["numpy_pos"])
+    np.random.set_state(  # noqa: NPY002 (the legacy global state)
+        (
+            "MT19937",
+            state["numpy_key"].numpy().astype(np.uint32),
+            pos,
+            has_gauss,
+            float(state["numpy_gauss"][0]),
+        )
+    )
+    python = [int(x) for x in state["python"]]
+    gauss = float(state["python_gauss"][0])
+    random.setstate((python[0], tuple(python[1:]), None if np.isnan(gauss) else gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+# Config entries that may change between an interrupted run and its resumption (the run
+# stays exact except for a device change, which changes floating-point reduction order).
+RESUMABLE_CHANGES = {
+    "epochs",
+    "early_stopping_patience",
+    "quiet",
+    "plots",
+    "device",
+    "output_dir",
+    "data.cache_dir",
+}
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (the model section is compared as a whole)."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "model":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def changed_entries(saved: dict, current: dict) -> list[str]:
+    """Dotted keys whose values differ between two config dicts (sorted)."""
+    saved, current = _flatten(saved), _flatten(current)
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    """Write a training checkpoint (a dict of tensors and plain data) atomically."""
+    atomic_save({"checkpoint_version": CHECKPOINT_VERSION, **state}, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only``: safe).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file holds pickled objects, is unreadable or is not a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"refusing to load checkpoint {str(path)!r}: it holds pickled Python objects "
+            f"that could run code ({error})"
+        ) from None
+    except Exception as error:
+        raise ValueError(f"checkpoint {str(path)!r} is not readable: {error}") from None
+    if not isinstance(state, dict) or "checkpoint_version" not in state:
+        raise ValueError(f"{str(path)!r} is not a hybridpot training checkpoint")
+    if state["checkpoint_version"] > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"checkpoint {str(path)!r} has version {state['checkpoint_version']}, newer than "
+            f"this hybridpot understands ({CHECKPOINT_VERSION})"
+        )
+    return state

@@ -1,0 +1,165 @@
+"""Evaluate a model on labelled structures and write its predictions as extended XYZ."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import ase
+import ase.io
+import numpy as np
+import torch
+from ase.calculators.singlepoint import SinglePointCalculator
+from tqdm.auto import tqdm
+
+from .. import keys
+from ..data.graph import AtomicGraph
+from ..derivatives import VOIGT_INDICES
+from .checkpoint import atomic_write_text
+from .config import DataConfig
+from .dataset import GraphLoader, extract_labels, graphs_from_structures
+from .metrics import Metrics
+from .targets import PROPERTIES
+
+
+def _model_dtype_device(model: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
+    p = next(p for p in model.parameters() if p.is_floating_point())
+    return p.dtype, p.device
+
+
+def predict(
+    model: torch.nn.Module,
+    graphs: list[AtomicGraph],
+    *,
+    batch_size: int = 8,
+    metrics: Metrics | None = None,
+    progress: bool = False,
+) -> list[dict[str, np.ndarray]]:
+    """Per-structure predictions (float64 numpy) of ``model`` for ``graphs``.
+
+    Each dict holds energy (eV, scalar), energies (N,), forces (N, 3) eV/Å, charges
+    (N,) e, energy_short and energy_coulomb (eV), stress (3, 3) eV/Å³ for fully
+    periodic structures and dipole (3,) e·Å for non-periodic ones. When ``metrics`` is
+    given, each batch's errors against the graphs' labels are added to it.
+    """
+    dtype, device = _model_dtype_device(model)
+    model.eval()
+    graphs = [g.to(dtype=dtype) for g in graphs]
+    stress = any(bool(g.pbc.all()) for g in graphs)
+    loader = GraphLoader(graphs, batch_size, device=device)
+    results = []
+    for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
+        pred = model(batch, compute_forces=True, compute_stress=stress)
+        pred = {k: v.detach() for k, v in pred.items()}
+        if metrics is not None:
+            metrics.update(pred, batch)
+        n_atoms = batch.n_atoms.tolist()
+        starts = np.cumsum([0, *n_atoms[:-1]])
+        for b, (start, n) in enumerate(zip(starts, n_atoms, strict=True)):
+            atoms = slice(int(start), int(start + n))
+            out = {
+                keys.ENERGY: pred[keys.ENERGY][b],
+                keys.ENERGIES: pred[keys.ENERGIES][atoms],
+                keys.FORCES: pred[keys.FORCES][atoms],
+                keys.CHARGES: pred[keys.CHARGES][atoms],
+                keys.ENERGY_SHORT: pred[keys.ENERGY_SHORT][b],
+                keys.ENERGY_COULOMB: pred[keys.ENERGY_COULOMB][b],
+            }
+            if bool(batch.pbc[b].all()):
+                out[keys.STRESS] = pred[keys.STRESS][b]
+            elif not bool(batch.pbc[b].any()):
+                out[keys.DIPOLE] = pred[keys.DIPOLE][b]
+            results.append({k: v.double().cpu().numpy() for k, v in out.items()})
+    return results
+
+
+def evaluate_structures(
+    model: torch.nn.Module,
+    images: list[ase.Atoms],
+    data_keys: DataConfig | None = None,
+    *,
+    batch_size: int = 8,
+    progress: bool = False,
+    source: str = "structures",
+) -> tuple[dict[str, float], dict[str, int], list[dict[str, np.ndarray]]]:
+    """Predict ``images`` and compare with their labels.
+
+    Returns:
+        ``(metrics, counts, predictions)``: MAE/RMSE per labelled property in reporting
+        units (:data:`hybridpot.train.metrics.UNITS`), the number of compared values per
+        property, and the per-structure predictions of :func:`predict`.
+    """
+    graphs = graphs_from_structures(
+        images, float(model.cutoff), data_keys, source=source, progress=progress
+    )
+    metrics = Metrics()
+    predictions = predict(model, graphs, batch_size=batch_size, metrics=metrics, progress=progress)
+    counts = {p: metrics.count[p] for p in PROPERTIES if metrics.count[p]}
+    return metrics.compute(), counts, predictions
+
+
+def _voigt(stress: np.ndarray) -> np.ndarray:
+    """(3, 3) -> (6,) in ASE's order xx yy zz yz xz xy."""
+    return np.array([stress[i, j] for i, j in VOIGT_INDICES])
+
+
+def write_predictions(
+    images: list[ase.Atoms],
+    predictions: list[dict[str, np.ndarray]],
+    path: str | os.PathLike,
+    data_keys: DataConfig | None = None,
+) -> None:
+    """Write ``images`` with predicted labels to extended XYZ ``path``, atomically.
+
+    Predictions go under the standard names (energy, forces, stress, charges, read back
+    by ASE as calculator results; ``energy_short``, ``energy_coulomb`` and, for
+    non-periodic structures, ``dipole`` in ``info``); reference labels found under the
+    ``data_keys`` are kept as ``ref_<name>``.
+    """
+    if len(images) != len(predictions):
+        raise ValueError(
+            f"images and predictions must have equal length, got {len(images)} and "
+            f"{len(predictions)}"
+        )
+    k = data_keys or DataConfig()
+    label_keys = {
+        keys.ENERGY: k.energy_key,
+        keys.FORCES: k.forces_key,
+        keys.STRESS: k.stress_key,
+        keys.CHARGES: k.charges_key,
+        keys.DIPOLE: k.dipole_key,
+    }
+    out = []
+    for atoms, pred in zip(images, predictions, strict=True):
+        labels, _ = extract_labels(atoms, k)
+        new = atoms.copy()  # info and arrays are copied, the calculator is not
+        for name, key in label_keys.items():
+            new.info.pop(key, None)
+            if key in new.arrays and key not in ("numbers", "positions"):
+                del new.arrays[key]
+            if name not in labels:
+                continue
+            if name in (keys.FORCES, keys.CHARGES):
+                new.arrays[f"ref_{name}"] = labels[name]
+            elif name == keys.STRESS:
+                new.info[f"ref_{name}"] = _voigt(labels[name].reshape(3, 3))
+            elif name == keys.DIPOLE:
+                new.info[f"ref_{name}"] = labels[name].reshape(3)
+            else:
+                new.info[f"ref_{name}"] = float(labels[name].reshape(-1)[0])
+        results = {
+            "energy": float(pred[keys.ENERGY]),
+            "forces": pred[keys.FORCES],
+            "charges": pred[keys.CHARGES],
+        }
+        if keys.STRESS in pred:
+            results["stress"] = _voigt(pred[keys.STRESS])
+        new.info[keys.ENERGY_SHORT] = float(pred[keys.ENERGY_SHORT])
+        new.info[keys.ENERGY_COULOMB] = float(pred[keys.ENERGY_COULOMB])
+        if keys.DIPOLE in pred:
+            new.info[keys.DIPOLE] = pred[keys.DIPOLE]
+        new.calc = SinglePointCalculator(new, **results)
+        out.append(new)
+    buffer = io.StringIO()
+    ase.io.write(buffer, out, format="extxyz")
+    atomic_write_text(path, buffer.getvalue())

@@ -1,0 +1,102 @@
+"""From a training config to data splits and a complete model config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from ase.data import atomic_numbers
+
+from ..data.graph import AtomicGraph
+from .config import TrainConfig
+from .dataset import file_hash, load_graphs, random_split
+from .statistics import dataset_elements, dataset_statistics
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class PreparedData:
+    """Training, validation and test graphs, with where they came from.
+
+    Attributes:
+        train, valid, test: labelled graphs (valid/test may be empty).
+        provenance: file paths, SHA-256 hashes, split seed and sizes (JSON-serialisable).
+    """
+
+    train: list[AtomicGraph]
+    valid: list[AtomicGraph]
+    test: list[AtomicGraph]
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def all_graphs(self) -> list[AtomicGraph]:
+        return self.train + self.valid + self.test
+
+
+def prepare_data(config: TrainConfig, *, progress: bool = False) -> PreparedData:
+    """Read the data files of ``config`` (neighbour lists at ``model.cutoff``) and split.
+
+    A validation (test) file, when given, is used as it is; otherwise ``val_fraction``
+    (``test_fraction``) of the training file is held out by a random split seeded with
+    ``data.split_seed`` (default: ``seed``).
+    """
+    d = config.data
+    cutoff = float(config.model["cutoff"])
+    dtype = DTYPES[config.dtype]
+
+    def load(path: str) -> list[AtomicGraph]:
+        return load_graphs(path, cutoff, d, dtype=dtype, cache_dir=d.cache_dir, progress=progress)
+
+    pool = load(d.train)
+    fractions = (
+        d.val_fraction if d.valid is None else 0.0,
+        d.test_fraction if d.test is None else 0.0,
+    )
+    split_seed = config.seed if d.split_seed is None else d.split_seed
+    try:
+        train_idx, val_idx, test_idx = random_split(len(pool), fractions, split_seed)
+    except ValueError as error:
+        raise ValueError(f"data.train {d.train!r}: {error}") from None
+    valid = load(d.valid) if d.valid is not None else [pool[i] for i in val_idx]
+    test = load(d.test) if d.test is not None else [pool[i] for i in test_idx]
+    train = [pool[i] for i in train_idx]
+    provenance = {
+        "train_file": str(Path(d.train).resolve()),
+        "train_sha256": file_hash(d.train),
+        "valid_file": None if d.valid is None else str(Path(d.valid).resolve()),
+        "test_file": None if d.test is None else str(Path(d.test).resolve()),
+        "split_seed": split_seed,
+        "n_train": len(train),
+        "n_valid": len(valid),
+        "n_test": len(test),
+    }
+    return PreparedData(train, valid, test, provenance)
+
+
+def complete_model_config(config: TrainConfig, data: PreparedData) -> dict:
+    """``config.model`` with elements and the training-set statistics filled in.
+
+    ``elements`` default to those present in any split (sorted by atomic number); given
+    ``atomic_energies``, ``energy_scale`` or ``avg_num_neighbors`` are kept.
+
+    Raises:
+        ValueError: the data hold an element missing from ``model.elements``.
+    """
+    model = dict(config.model)
+    present = dataset_elements(data.all_graphs)
+    elements = model.get("elements")
+    if elements is None:
+        model["elements"] = elements = present
+    elif not isinstance(elements, list) or not all(s in atomic_numbers for s in elements):
+        raise ValueError(f"model.elements must be a list of chemical symbols, got {elements!r}")
+    missing = [s for s in present if s not in elements]
+    if missing:
+        raise ValueError(
+            f"the data hold elements {missing} that model.elements {elements} does not list"
+        )
+    stats = dataset_statistics(data.train, elements, model.get("atomic_energies"))
+    for key, value in stats.items():
+        model.setdefault(key, value)
+    return model

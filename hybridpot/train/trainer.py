@@ -1,0 +1,397 @@
+"""The training loop: AdamW, LR schedule, clipping, EMA, early stopping, exact resume.
+
+Every epoch the trainer takes one optimiser step per shuffled batch, validates with the
+averaged (EMA) weights, steps the schedule, appends a row to the CSV log and writes a
+checkpoint atomically. The checkpoint holds everything the next epoch depends on (weights,
+optimiser, schedule, EMA, best weights, early-stopping counters, history and the RNG
+states; the batch order of epoch e is a function of the seed and e), so a run resumed
+from it ends bit-identical to one that was never interrupted (on CPU).
+
+Output folder: ``checkpoint.pt`` (training state), ``model.pt`` (the best EMA weights,
+:func:`hybridpot.model.save_model` format), ``config.yaml`` (the effective config),
+``log.csv``, ``metrics.json`` and the PNG plots.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from .checkpoint import (
+    RESUMABLE_CHANGES,
+    changed_entries,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from .config import ConfigError, TrainConfig, save_config
+from .dataset import GraphLoader
+from .ema import ExponentialMovingAverage
+from .logs import write_csv, write_json
+from .loss import Loss
+from .metrics import Metrics
+from .plots import plot_learning_curves, plot_parity
+from .setup import DTYPES, PreparedData, complete_model_config, prepare_data
+from .steps import evaluate_loader, train_step
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+CONFIG = "config.yaml"
+LOG = "log.csv"
+METRICS = "metrics.json"
+PLOTS = ("learning_curves.png", "parity_energy.png", "parity_forces.png", "parity_charges.png")
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns.
+
+    Attributes:
+        model: the exported model (best EMA weights), in the training dtype.
+        history: one dict per epoch (the CSV rows).
+        best_epoch: epoch of the exported weights.
+        metrics: validation metrics of the exported weights (MAE/RMSE, reporting units).
+        test_metrics: the same on the test set (empty without a test set).
+        output_dir: where the files are.
+    """
+
+    model: torch.nn.Module
+    history: list[dict]
+    best_epoch: int
+    metrics: dict = field(default_factory=dict)
+    test_metrics: dict = field(default_factory=dict)
+    output_dir: Path = Path(".")
+
+
+class Trainer:
+    """Train a hybrid model as described by a :class:`TrainConfig`.
+
+    Args:
+        config: the validated training config.
+        resume: continue from ``output_dir/checkpoint.pt``.
+        overwrite: start afresh even if ``output_dir`` holds a checkpoint.
+
+    Raises:
+        ConfigError: a checkpoint exists and neither ``resume`` nor ``overwrite`` is set,
+            ``resume`` without a checkpoint, or a resumed config that differs from the
+            checkpoint's in other entries than those that may change (``epochs``,
+            ``early_stopping_patience``, ``quiet``, ``plots``, ``device``, ``output_dir``,
+            ``data.cache_dir``).
+    """
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False, overwrite: bool = False):
+        from ..model import build_model
+
+        self.config = config
+        self.out = Path(config.output_dir)
+        checkpoint_path = self.out / CHECKPOINT
+        checkpoint = None
+        if resume:
+            if not checkpoint_path.is_file():
+                raise ConfigError(f"cannot resume: no checkpoint {str(checkpoint_path)!r}")
+            checkpoint = load_checkpoint(checkpoint_path)
+            self._check_resumable(checkpoint["config"])
+        elif checkpoint_path.is_file() and not overwrite:
+            raise ConfigError(
+                f"output_dir {str(self.out)!r} already holds a checkpoint; pass --resume to "
+                f"continue it, --overwrite to start again, or set output_dir=... to another folder"
+            )
+        elif overwrite:
+            # Remove the previous run's outputs so that none outlives the new run.
+            for name in (CHECKPOINT, MODEL, LOG, METRICS, CONFIG, *PLOTS):
+                (self.out / name).unlink(missing_ok=True)
+        self.dtype = DTYPES[config.dtype]
+        self.device = torch.device(config.device)
+        self.progress = not config.quiet
+
+        self.data: PreparedData = prepare_data(config, progress=self.progress)
+        if checkpoint is not None:
+            self.model_config = checkpoint["model_config"]
+        else:
+            self.model_config = complete_model_config(config, self.data)
+        torch.manual_seed(config.seed)
+        self.model = build_model(self.model_config).to(device=self.device, dtype=self.dtype)
+        self.model_config = self.model.config  # with every default filled in
+        o = config.optim
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=o.lr,
+            betas=tuple(o.betas),
+            eps=o.eps,
+            weight_decay=o.weight_decay,
+            amsgrad=o.amsgrad,
+        )
+        s = config.schedule
+        if s.kind == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, factor=s.factor, patience=s.patience, min_lr=s.min_lr
+            )
+        elif s.kind == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=config.epochs, eta_min=s.min_lr
+            )
+        else:
+            self.scheduler = None
+        self.ema = (
+            ExponentialMovingAverage(self.model, o.ema_decay) if o.ema_decay is not None else None
+        )
+        self.loss = Loss(config.loss)
+        self.train_loader = GraphLoader(
+            self.data.train, config.batch_size, shuffle=True, seed=config.seed, device=self.device
+        )
+        eval_batch = config.eval_batch_size or config.batch_size
+        self.valid_loader = (
+            GraphLoader(self.data.valid, eval_batch, device=self.device)
+            if self.data.valid
+            else None
+        )
+        self.test_loader = (
+            GraphLoader(self.data.test, eval_batch, device=self.device) if self.data.test else None
+        )
+        # Training state (saved in every checkpoint).
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.stopped_early = False
+        self.best_state = self._export_state()
+        if checkpoint is not None:
+            self._load_state(checkpoint)
+
+    # ------------------------------------------------------------------ resume
+    def _check_resumable(self, saved: dict) -> None:
+        fixed = [
+            k for k in changed_entries(saved, self.config.to_dict()) if k not in RESUMABLE_CHANGES
+        ]
+        if fixed:
+            raise ConfigError(
+                f"cannot resume: config entries {fixed} differ from the checkpoint's; only "
+                f"{sorted(RESUMABLE_CHANGES)} may change when resuming"
+            )
+
+    def _state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "config": self.config.to_dict(),
+            "model_config": self.model_config,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "best": {
+                "loss": self.best_loss,
+                "epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs,
+                "state": self.best_state,
+            },
+            "stopped_early": self.stopped_early,
+            "history": self.history,
+            "rng": rng_state(),
+        }
+
+    def _load_state(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            raise ConfigError(
+                f"cannot resume: the checkpoint's weights do not fit the model built by this "
+                f"version of hybridpot ({' '.join(str(error).split())[:300]})"
+            ) from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        best = state["best"]
+        self.best_loss = float(best["loss"])
+        self.best_epoch = int(best["epoch"])
+        self.bad_epochs = int(best["bad_epochs"])
+        self.best_state = best["state"]
+        self.stopped_early = bool(state["stopped_early"])
+        self.history = list(state["history"])
+        set_rng_state(state["rng"])
+
+    def _export_state(self) -> dict[str, torch.Tensor]:
+        """The weights that would be exported now: the EMA ones (or the raw ones)."""
+        if self.ema is None:
+            return copy.deepcopy(self.model.state_dict())
+        with self.ema.applied(self.model):
+            return copy.deepcopy(self.model.state_dict())
+
+    # ------------------------------------------------------------------ loops
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the shuffled training set; returns mean losses (per structure)."""
+        self.model.train()
+        self.train_loader.set_epoch(self.epoch)
+        totals: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {self.epoch + 1}",
+            leave=False,
+            disable=not self.progress,
+        )
+        for step, batch in enumerate(bar):
+            loss, parts = train_step(
+                self.model,
+                batch,
+                self.loss,
+                self.optimizer,
+                clip_grad_norm=self.config.optim.clip_grad_norm,
+                ema=self.ema,
+            )
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss is {loss.item()} at epoch {self.epoch + 1}, step {step}; "
+                    f"try a smaller optim.lr or float64"
+                )
+            n = batch.num_graphs
+            for name, value in {"loss": loss, **parts}.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach()) * n
+                counts[name] = counts.get(name, 0) + n
+            bar.set_postfix(loss=f"{loss.item():.4g}")
+        return {
+            ("train_loss" if k == "loss" else f"train_{k}_loss"): totals[k] / counts[k]
+            for k in totals
+        }
+
+    def evaluate(self, loader: GraphLoader, *, keep_values: bool = False) -> tuple[float, Metrics]:
+        """Loss (mean per structure) and metrics of the current weights on ``loader``."""
+        return evaluate_loader(self.model, loader, self.loss, keep_values=keep_values)
+
+    def _validate(self) -> dict[str, float]:
+        if self.valid_loader is None:
+            return {}
+        if self.ema is None:
+            loss, metrics = self.evaluate(self.valid_loader)
+        else:
+            with self.ema.applied(self.model):
+                loss, metrics = self.evaluate(self.valid_loader)
+        return {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.compute().items()}}
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, on_epoch_end: Callable[[Trainer], None] | None = None) -> TrainResult:
+        """Train until ``epochs`` or early stopping, then export and report.
+
+        Args:
+            on_epoch_end: called with the trainer after each epoch's checkpoint is written.
+        """
+        save_config(self._effective_config(), self.out / CONFIG)
+        epochs = self.config.epochs
+        patience = self.config.early_stopping_patience
+        bar = tqdm(total=epochs, initial=self.epoch, desc="training", disable=not self.progress)
+        while self.epoch < epochs and not self.stopped_early:
+            start = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            row = {"epoch": self.epoch + 1, "lr": lr, **self.train_epoch(), **self._validate()}
+            monitored = row.get("val_loss", row["train_loss"])
+            if self.scheduler is not None:
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    self.scheduler.step(monitored)
+                else:
+                    self.scheduler.step()
+            self.epoch += 1
+            if monitored < self.best_loss:
+                self.best_loss, self.best_epoch, self.bad_epochs = monitored, self.epoch, 0
+                self.best_state = self._export_state()
+            else:
+                self.bad_epochs += 1
+                self.stopped_early = patience is not None and self.bad_epochs >= patience
+            row["time_s"] = time.perf_counter() - start
+            self.history.append(row)
+            write_csv(self.history, self.out / LOG)
+            save_checkpoint(self._state(), self.out / CHECKPOINT)
+            bar.update(1)
+            if self.progress:
+                tqdm.write(self._summary(row))
+            if on_epoch_end is not None:
+                on_epoch_end(self)
+        bar.close()
+        return self.finish()
+
+    def _summary(self, row: dict) -> str:
+        parts = [
+            f"epoch {row['epoch']:4d}",
+            f"lr {row['lr']:.2e}",
+            f"train {row['train_loss']:.4g}",
+        ]
+        if "val_loss" in row:
+            parts.append(f"val {row['val_loss']:.4g}")
+        for name, unit in (("energy", "meV/atom"), ("forces", "meV/Å")):
+            if f"val_{name}_rmse" in row:
+                parts.append(f"{name} RMSE {row[f'val_{name}_rmse']:.3g} {unit}")
+        return " | ".join(parts)
+
+    def _effective_config(self) -> TrainConfig:
+        effective = copy.deepcopy(self.config)
+        effective.model = dict(self.model_config)
+        return effective
+
+    def finish(self) -> TrainResult:
+        """Export the best weights, evaluate them, and write model, metrics and plots."""
+        from ..model import save_model
+
+        self.model.load_state_dict(self.best_state)
+        metrics: dict = {}
+        test_metrics: dict = {}
+        parity_source = None
+        if self.valid_loader is not None:
+            _, m = self.evaluate(self.valid_loader, keep_values=True)
+            metrics, parity_source = m.compute(), m
+        if self.test_loader is not None:
+            _, m = self.evaluate(self.test_loader, keep_values=True)
+            test_metrics, parity_source = m.compute(), m
+        metadata = {
+            "hybridpot_version": __version__,
+            "torch_version": torch.__version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "training": {
+                **self.data.provenance,
+                "epochs_run": self.epoch,
+                "best_epoch": self.best_epoch,
+                "stopped_early": self.stopped_early,
+                "seed": self.config.seed,
+                "dtype": self.config.dtype,
+                "loss_weights": self.loss.weights,
+                "ema_decay": self.config.optim.ema_decay,
+            },
+            "validation_metrics": metrics,
+            "test_metrics": test_metrics,
+        }
+        save_model(self.model, self.out / MODEL, metadata=metadata)
+        write_json(
+            {"validation": metrics, "test": test_metrics, "best_epoch": self.best_epoch},
+            self.out / METRICS,
+        )
+        if self.config.plots and self.history:
+            plot_learning_curves(self.history, self.out / PLOTS[0])
+            if parity_source is not None:
+                for name in ("energy", "forces", "charges"):
+                    values = parity_source.parity(name)
+                    if values is not None:
+                        plot_parity(*values, name, self.out / f"parity_{name}.png")
+        return TrainResult(
+            model=self.model,
+            history=self.history,
+            best_epoch=self.best_epoch,
+            metrics=metrics,
+            test_metrics=test_metrics,
+            output_dir=self.out,
+        )
+
+
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train a model from ``config`` (see :class:`Trainer`) and return the result."""
+    return Trainer(config, resume=resume, overwrite=overwrite).fit()

@@ -1,0 +1,227 @@
+"""The hybridpot command: train, evaluate, info and demo, with good and bad input."""
+
+import re
+import sys
+import types
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import hybridpot
+from hybridpot.cli import main
+from hybridpot.train.synthetic import toy_nacl_clusters, toy_nacl_structures
+
+TINY_MODEL = {
+    "cutoff": 3.5,
+    "num_layers": 1,
+    "hidden_irreps": "8x0e + 8x1o",
+    "l_max": 1,
+    "num_radial": 4,
+    "radial_mlp": [8],
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Data, a config and a model trained once through the CLI (shared by the tests)."""
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "train.xyz"
+    ase.io.write(data, toy_nacl_structures(8, seed=11), format="extxyz")
+    clusters = root / "clusters.xyz"
+    ase.io.write(clusters, toy_nacl_clusters(3, pairs=2, seed=12), format="extxyz")
+    config = root / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"train": str(data), "val_fraction": 0.25},
+                "model": TINY_MODEL,
+                "epochs": 2,
+                "batch_size": 4,
+                "output_dir": str(root / "run"),
+            }
+        )
+    )
+    code = main(["train", str(config), "--quiet", "model.coulomb=true", "loss.stress=1"])
+    assert code == 0
+    return {
+        "root": root,
+        "data": data,
+        "clusters": clusters,
+        "config": config,
+        "model": root / "run" / "model.pt",
+    }
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_train_writes_model_and_summary(workspace, capsys):
+    out_dir = workspace["root"] / "run2"
+    code = main(["train", str(workspace["config"]), f"output_dir={out_dir}", "epochs=1", "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "trained 1 epochs; best epoch 1" in out
+    assert "validation errors:" in out and "meV/atom" in out
+    model = hybridpot.load_model(out_dir / "model.pt")
+    assert model.config["elements"] == ["Na", "Cl"]
+    assert (out_dir / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["optim.lrr=1"], r"unknown config key 'optim\.lrr'; did you mean 'optim\.lr'\?"),
+        (["epochs=three"], r"config key 'epochs' must be int, got 'three'"),
+        (["data.train=missing.xyz"], r"'data\.train': file 'missing\.xyz' does not exist"),
+        (["model.num_layers=0"], r"num_layers must be a positive integer, got 0"),
+        (["model.colomb=false"], r"unknown model config key 'colomb'; did you mean 'coulomb'\?"),
+        (["epochs"], r"override 'epochs' must look like key=value"),
+        ([], r"already holds a checkpoint; pass --resume"),
+    ],
+)
+def test_train_bad_input(workspace, capsys, arguments, message):
+    code = main(["train", str(workspace["config"]), *arguments])
+    assert code == 2
+    line = _error_line(capsys)
+    assert line.startswith("hybridpot train: error: ")
+    assert re.search(message, line), line
+
+
+def test_train_missing_config(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "none.yaml")]) == 2
+    assert re.search(r"error: config file '.*none\.yaml' does not exist$", _error_line(capsys))
+
+
+def test_train_resume_and_interrupt(workspace, capsys, monkeypatch):
+    out_dir = workspace["root"] / "run3"
+    base = ["train", str(workspace["config"]), f"output_dir={out_dir}", "--quiet"]
+    assert main([*base, "epochs=1"]) == 0
+    # --resume with more epochs continues the checkpoint: epoch 2 only is trained
+    assert main([*base, "epochs=2", "--resume"]) == 0
+    assert "trained 2 epochs" in capsys.readouterr().out
+    assert main([*base, "epochs=2", "optim.lr=0.5", "--resume"]) == 2
+    assert "cannot resume: config entries ['optim.lr'] differ" in _error_line(capsys)
+
+    from hybridpot.train.trainer import Trainer
+
+    def interrupted(self, on_epoch_end=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", interrupted)
+    assert main([*base, "epochs=3", "--resume"]) == 130
+    err = capsys.readouterr().err
+    assert "hybridpot train: interrupted" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_evaluate_prints_table_and_writes_predictions(workspace, capsys, tmp_path):
+    output = tmp_path / "predictions.xyz"
+    code = main(
+        ["evaluate", str(workspace["model"]), str(workspace["data"]), "-o", str(output), "--quiet"]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    for text in (
+        "8 structures",
+        "energy     meV/atom",
+        "forces     meV/Å",
+        "stress     meV/Å³",
+        "charges    me",
+        f"predictions written to {output}",
+    ):
+        assert text in out, text
+    # the written energies and forces are the model's predictions
+    model = hybridpot.load_model(workspace["model"])
+    images = ase.io.read(output, ":")
+    reference = ase.io.read(workspace["data"], ":")
+    assert len(images) == 8
+    from hybridpot.data import graph_from_atoms
+
+    for atoms, ref in zip(images, reference, strict=True):
+        graph = graph_from_atoms(ref, model.cutoff, dtype=torch.float32)
+        pred = model(graph)
+        assert atoms.get_potential_energy() == pytest.approx(
+            float(pred["energy"][0].detach()), abs=1e-5
+        )
+        np.testing.assert_allclose(atoms.get_forces(), pred["forces"].detach(), atol=1e-5)
+        np.testing.assert_allclose(atoms.get_charges(), pred["charges"].detach(), atol=1e-6)
+        assert atoms.info["energy_short"] + atoms.info["energy_coulomb"] == pytest.approx(
+            atoms.get_potential_energy(), abs=1e-4
+        )
+        assert atoms.info["ref_energy"] == pytest.approx(ref.get_potential_energy())
+        np.testing.assert_allclose(atoms.arrays["ref_forces"], ref.get_forces())
+
+
+def test_evaluate_molecules_reports_dipole(workspace, capsys):
+    assert main(["evaluate", str(workspace["model"]), str(workspace["clusters"]), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "dipole     me·Å" in out and "stress" not in out
+
+
+def test_evaluate_bad_input(workspace, capsys, tmp_path):
+    model, data = str(workspace["model"]), str(workspace["data"])
+    assert main(["evaluate", str(tmp_path / "none.pt"), data]) == 2
+    assert "model file" in _error_line(capsys)
+    assert main(["evaluate", model, str(tmp_path / "none.xyz")]) == 2
+    assert "structure file" in _error_line(capsys)
+    junk = tmp_path / "junk.pt"
+    torch.save({"weights": torch.zeros(3)}, junk)
+    assert main(["evaluate", str(junk), data]) == 2
+    assert "is not a hybridpot model file" in _error_line(capsys)
+    text = tmp_path / "text.pt"
+    text.write_text("not a model")
+    assert main(["evaluate", str(text), data]) == 2
+    assert "text.pt" in _error_line(capsys)
+    assert main(["evaluate", model, data, "--batch-size", "0"]) == 2
+    assert "--batch-size must be a positive integer, got 0" in _error_line(capsys)
+
+
+def test_info(workspace, capsys):
+    assert main(["info", str(workspace["model"])]) == 0
+    out = capsys.readouterr().out
+    model = hybridpot.load_model(workspace["model"])
+    n_params = sum(p.numel() for p in model.parameters())
+    assert f"parameters:  {n_params:,}" in out
+    assert "elements:    Na, Cl" in out
+    assert "cutoff:      3.5 Å" in out
+    assert "hybrid (short-range network + Coulomb)" in out
+    assert "train_sha256" in out and "best_epoch" in out  # provenance from the trainer
+    assert main(["info", str(workspace["root"] / "missing.pt")]) == 2
+    assert "does not exist" in _error_line(capsys)
+
+
+def test_model_from_another_version_is_a_user_error(workspace, capsys, tmp_path):
+    payload = torch.load(workspace["model"], weights_only=True)
+    payload["state_dict"]["network.unknown_weight"] = torch.zeros(2)
+    other = tmp_path / "other.pt"
+    torch.save(payload, other)
+    assert main(["info", str(other)]) == 2
+    line = _error_line(capsys)
+    assert "its weights do not match this version of hybridpot" in line
+    assert "network.unknown_weight" in line
+
+
+def test_demo_is_wired_to_run_demo(monkeypatch, tmp_path, capsys):
+    calls = []
+    fake = types.ModuleType("hybridpot.demo")
+    fake.run_demo = lambda output_dir, quick: calls.append((output_dir, quick))
+    monkeypatch.setitem(sys.modules, "hybridpot.demo", fake)
+    assert main(["demo", "--quick", "--output", str(tmp_path)]) == 0
+    assert main(["demo"]) == 0
+    assert calls == [(str(tmp_path), True), ("demo-output", False)]
+
+
+def test_usage_errors(capsys):
+    assert main([]) == 2
+    assert "usage: hybridpot" in capsys.readouterr().err
+    assert main(["fit"]) == 2
+    assert "invalid choice: 'fit'" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    assert "evaluate" in capsys.readouterr().out
