@@ -190,14 +190,10 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    try:
-        from .demo import run_demo
-    except ModuleNotFoundError as error:
-        if error.name == f"{__package__}.demo":
-            raise UserError("the demo is not available in this installation of hybridpot") from None
-        raise
-    result = run_demo(args.output, args.quick)
-    return result if isinstance(result, int) else 0
+    from .demo import run_demo
+
+    run_demo(args.output, args.quick)
+    return 0
 
 
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "info": _info, "demo": _demo}

@@ -1,8 +1,7 @@
 """The hybridpot command: train, evaluate, info and demo, with good and bad input."""
 
+import json
 import re
-import sys
-import types
 
 import ase.io
 import numpy as np
@@ -208,15 +207,19 @@ def test_model_from_another_version_is_a_user_error(workspace, capsys, tmp_path)
     assert "network.unknown_weight" in line
 
 
-def test_demo_is_wired_to_run_demo(monkeypatch, tmp_path, capsys):
-    calls = []
-    fake = types.ModuleType("hybridpot.demo")
-    fake.run_demo = lambda output_dir, quick: calls.append((output_dir, quick))
-    monkeypatch.setitem(sys.modules, "hybridpot.demo", fake)
+def test_quick_demo_runs_end_to_end(tmp_path, capsys):
+    """The README's main job in its quick form: data, two models, the comparison table."""
     assert main(["demo", "--quick", "--output", str(tmp_path)]) == 0
-    assert main(["demo"]) == 0
-    assert calls == [(str(tmp_path), True), ("demo-output", False)]
-
+    printed = capsys.readouterr().out
+    assert "| test set | property | hybrid | short-range | ratio |" in printed
+    results = json.loads((tmp_path / "demo_results.json").read_text())
+    for name in ("hybrid", "short_range"):
+        assert (tmp_path / name / "model.pt").is_file()
+        for test_set in ("test", "test_large", "test_slab"):
+            metrics = results[name]["test"][test_set]
+            assert all(np.isfinite(v) for v in metrics.values())
+            assert "forces_rmse" in metrics and "charge_mean_abs_error_e" in metrics
+    assert results["hybrid"]["parameters"] == results["short_range"]["parameters"]
 
 def test_usage_errors(capsys):
     assert main([]) == 2
