@@ -47,6 +47,21 @@ class ModelConfig:
     polynomial_degree: int = 6
     """Degree p of the smooth polynomial cutoff envelope."""
 
+    trainable_radial: bool = False
+    """Learn the Bessel frequencies of the radial basis."""
+
+    product: bool = True
+    """MACE-style symmetric product (body order +1) in every interaction block but the last."""
+
+    self_connection: str = "species"
+    """Self-interaction of each block: ``"species"`` (per-element linear), ``"linear"``, ``"none"``."""
+
+    resnet: bool = True
+    """Residual update of the node features where input and output irreps match."""
+
+    readout_mlp: list[int] = field(default_factory=lambda: [32])
+    """Hidden widths of the MLP that reads energies and charges from the l=0 features."""
+
     avg_num_neighbors: float = 20.0
     """Neighbour-sum normalisation; the trainer sets it from the training data."""
 
@@ -102,6 +117,10 @@ class ModelConfig:
         if not isinstance(self.cutoff, (int, float)) or not self.cutoff > 0:
             raise ValueError(f"cutoff must be a positive number of Å, got {self.cutoff!r}")
         self.cutoff = float(self.cutoff)
+        if self.self_connection not in ("species", "linear", "none"):
+            raise ValueError(
+                f"self_connection must be species, linear or none, got {self.self_connection!r}"
+            )
         for name in ("num_layers", "num_radial", "polynomial_degree"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -150,7 +169,7 @@ def config_reference_markdown() -> str:
         "# Model configuration reference",
         "",
         "Generated from `hybridpot.model.config.ModelConfig` "
-        "(`python -m hybridpot.model.config > docs/model-config.md`).",
+        "(`python -c "from hybridpot.model.config import config_reference_markdown as m; print(m(), end='')" > docs/model-config.md`).",
         "",
         "| key | type | default | meaning |",
         "|---|---|---|---|",

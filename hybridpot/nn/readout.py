@@ -1,0 +1,187 @@
+"""Readouts from the even scalars (0e) of the last layer: energies, charges (and dipoles).
+
+Energy:   E_i = scale * (MLP_E(s_i) - MLP_E(s_isolated(Z_i))) + shift[Z_i]      (eV)
+          (shift = atomic reference energies; an atom without neighbours gets exactly it)
+Charges:  q~_i = MLP_q(s_i)_0, then a projection per structure b so that sum_i q_i = Q_b:
+
+    q_i = q~_i + w_i (Q_b - sum_{j in b} q~_j) / sum_{j in b} w_j
+
+with w_i = 1 ("uniform") or w_i = softplus(MLP_q(s_i)_1) + w_min ("weighted"). Summing over
+b gives sum q~ + (Q_b - sum q~) * 1 = Q_b exactly, whatever q~ and w are; the projection is
+the minimum-norm (in the metric 1/w) correction, and w lets the network decide which atoms
+absorb the excess charge (e.g. the counter-ion rather than a water molecule).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from e3nn import nn as e3nn_nn
+from e3nn import o3
+
+CHARGE_PROJECTIONS = ("weighted", "uniform")
+
+#: (N, 3) e·Å, per-atom dipoles from the l = 1 readout (only with ``predict_dipoles``).
+ATOMIC_DIPOLES = "atomic_dipoles"
+
+# Smallest per-atom weight of the "weighted" projection: keeps sum_j w_j > 0 even when the
+# softplus underflows, so the division is always defined.
+W_MIN = 1e-4
+
+
+def project_charges(
+    q_tilde: torch.Tensor,
+    weights: torch.Tensor | None,
+    batch: torch.Tensor,
+    num_graphs: int,
+    total_charge: torch.Tensor,
+) -> torch.Tensor:
+    """Shift raw charges so that each structure's charges sum to its total charge.
+
+    Args:
+        q_tilde: (N,) e, raw per-atom charges.
+        weights: (N,) positive per-atom weights, or None for uniform weights.
+        batch: (N,) int64 structure index of each atom.
+        num_graphs: B.
+        total_charge: (B,) e.
+
+    Returns:
+        (N,) e, q_i = q~_i + w_i (Q_b - sum_b q~) / sum_b w. A structure with no atoms is
+        left alone.
+    """
+    if weights is None:
+        weights = torch.ones_like(q_tilde)
+    sum_q = torch.zeros(num_graphs, dtype=q_tilde.dtype, device=q_tilde.device)
+    sum_q = sum_q.index_add(0, batch, q_tilde)
+    sum_w = torch.zeros(num_graphs, dtype=weights.dtype, device=weights.device)
+    sum_w = sum_w.index_add(0, batch, weights)
+    excess_per_weight = (total_charge.to(q_tilde.dtype) - sum_q) / sum_w.clamp_min(W_MIN)
+    return q_tilde + weights * excess_per_weight[batch]
+
+
+def _check_mlp(widths, name: str) -> tuple[int, ...]:
+    if isinstance(widths, int) and not isinstance(widths, bool):
+        widths = (widths,)
+    if not isinstance(widths, (list, tuple)) or not all(
+        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths
+    ):
+        raise ValueError(f"{name} must be a list of hidden widths (ints >= 1), got {widths!r}")
+    return tuple(widths)
+
+
+class EnergyReadout(torch.nn.Module):
+    """Per-atom short-range energy (N,) eV from the even scalars (N, num_scalars).
+
+    Args:
+        num_scalars: number of 0e features read.
+        hidden: hidden widths of the MLP (may be empty: a linear readout).
+        elements: the model's chemical symbols (species order).
+        atomic_energies: eV per element (the per-atom shift); elements missing from the
+            dict get 0; None = all shifts 0.
+        energy_scale: eV, multiplies the MLP output (set from the spread of the data).
+    """
+
+    def __init__(
+        self,
+        num_scalars: int,
+        hidden: tuple[int, ...],
+        elements: list[str],
+        atomic_energies: dict[str, float] | None = None,
+        energy_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        hidden = _check_mlp(hidden, "readout_mlp")
+        self.mlp = e3nn_nn.FullyConnectedNet([num_scalars, *hidden, 1], torch.nn.functional.silu)
+        # float64 from the start: reference energies (~1e3 eV) lose ~1e-4 eV in float32.
+        shift = torch.zeros(len(elements), dtype=torch.float64)
+        if atomic_energies is not None:
+            if not isinstance(atomic_energies, dict):
+                raise TypeError(
+                    f"atomic_energies must be a dict {{symbol: eV}}, "
+                    f"got {type(atomic_energies).__name__}"
+                )
+            unknown = sorted(set(atomic_energies) - set(elements))
+            if unknown:
+                raise ValueError(
+                    f"atomic_energies has elements {unknown} that are not in the model's "
+                    f"elements {elements}"
+                )
+            for k, e in enumerate(elements):
+                value = atomic_energies.get(e, 0.0)
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                    raise TypeError(f"atomic_energies[{e!r}] must be a number (eV), got {value!r}")
+                if value != value or abs(value) == float("inf"):
+                    raise ValueError(f"atomic_energies[{e!r}] must be finite, got {value}")
+                shift[k] = float(value)
+        if isinstance(energy_scale, bool) or not isinstance(energy_scale, numbers.Real):
+            raise TypeError(f"energy_scale must be a number (eV), got {energy_scale!r}")
+        if not (energy_scale > 0 and energy_scale != float("inf")):
+            raise ValueError(
+                f"energy_scale must be a finite positive number (eV), got {energy_scale}"
+            )
+        self.register_buffer("shift", shift)
+        self.register_buffer("scale", torch.tensor(float(energy_scale), dtype=torch.float64))
+
+    def forward(self, scalars: torch.Tensor, species: torch.Tensor, n_atoms: int) -> torch.Tensor:
+        """Energies (N,) eV of the first ``n_atoms`` rows of ``scalars``.
+
+        ``scalars`` is (N + S, num_scalars): the N atoms, then one isolated atom of each
+        of the S elements. E_i = scale * (MLP(s_i) - MLP(s_iso[Z_i])) + shift[Z_i], so an
+        atom without neighbours has exactly its shift.
+        """
+        e = self.mlp(scalars).squeeze(-1)
+        e_atoms, e_isolated = e[:n_atoms], e[n_atoms:]
+        return self.scale * (e_atoms - e_isolated[species]) + self.shift[species]
+
+
+class ChargeReadout(torch.nn.Module):
+    """Per-atom charges (N,) e from the even scalars, summing exactly to each total charge.
+
+    Args:
+        num_scalars: number of 0e features read.
+        hidden: hidden widths of the MLP.
+        projection: "weighted" (learned positive weights) or "uniform" (w_i = 1).
+    """
+
+    def __init__(self, num_scalars: int, hidden: tuple[int, ...], projection: str) -> None:
+        super().__init__()
+        if projection not in CHARGE_PROJECTIONS:
+            raise ValueError(
+                f"charge_projection must be one of {CHARGE_PROJECTIONS}, got {projection!r}"
+            )
+        hidden = _check_mlp(hidden, "readout_mlp")
+        self.projection = projection
+        num_out = 2 if projection == "weighted" else 1
+        self.mlp = e3nn_nn.FullyConnectedNet(
+            [num_scalars, *hidden, num_out], torch.nn.functional.silu
+        )
+
+    def forward(
+        self,
+        scalars: torch.Tensor,
+        batch: torch.Tensor,
+        num_graphs: int,
+        total_charge: torch.Tensor,
+    ) -> torch.Tensor:
+        out = self.mlp(scalars)
+        q_tilde = out[:, 0]
+        weights = None
+        if self.projection == "weighted":
+            weights = torch.nn.functional.softplus(out[:, 1]) + W_MIN
+        return project_charges(q_tilde, weights, batch, num_graphs, total_charge)
+
+
+class DipoleReadout(torch.nn.Module):
+    """Per-atom dipoles (N, 3) e·Å: a linear map of the l = 1 features to one vector.
+
+    ``irreps_in`` must contain a vector irrep ``vector`` (1o with parity on, 1e with it off);
+    e3nn (>= 0.5) orders the l = 1 components as (x, y, z), like the Cartesian frame.
+    """
+
+    def __init__(self, irreps_in: o3.Irreps, vector: o3.Irrep) -> None:
+        super().__init__()
+        self.linear = o3.Linear(irreps_in, o3.Irreps([(1, vector)]))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features)
