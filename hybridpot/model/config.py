@@ -54,7 +54,7 @@ class ModelConfig:
     """MACE-style symmetric product (body order +1) in every interaction block but the last."""
 
     self_connection: str = "species"
-    """Self-interaction of each block: ``"species"`` (per-element linear), ``"linear"``, ``"none"``."""
+    """Self-interaction per block: ``"species"`` (per-element linear), ``"linear"``, ``"none"``."""
 
     resnet: bool = True
     """Residual update of the node features where input and output irreps match."""
@@ -168,8 +168,8 @@ def config_reference_markdown() -> str:
     lines = [
         "# Model configuration reference",
         "",
-        "Generated from `hybridpot.model.config.ModelConfig` "
-        "(`python -c "from hybridpot.model.config import config_reference_markdown as m; print(m(), end='')" > docs/model-config.md`).",
+        "Generated from the field docstrings of `hybridpot.model.config.ModelConfig` "
+        "by `config_reference_markdown()`; `tests/model/test_config_docs.py` keeps it current.",
         "",
         "| key | type | default | meaning |",
         "|---|---|---|---|",
@@ -184,7 +184,3 @@ def config_reference_markdown() -> str:
         type_name = str(f.type).replace("|", "\\|")
         lines.append(f"| `{f.name}` | `{type_name}` | {default} | {docs.get(f.name, '')} |")
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print(config_reference_markdown(), end="")
