@@ -79,9 +79,10 @@ def run_hybridpot(args) -> dict:
             torch.cuda.synchronize()
         return t1 - t0, time.perf_counter() - t1
 
-    call()  # warm-up (tuning, allocator, lazy init)
     if device.type == "cuda":
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    call()  # warm-up (tuning, allocator, lazy init); counted in the peak memory on CUDA
     times = [call() for _ in range(args.repeats)]
     neighbour = sorted(t[0] for t in times)[len(times) // 2]
     model_time = sorted(t[1] for t in times)[len(times) // 2]
@@ -163,6 +164,12 @@ def main(argv=None) -> int:
     parser.add_argument("--mace-python", default=None, help="python of a venv with mace-torch")
     parser.add_argument("--mace-max-size", type=int, default=4096)
     parser.add_argument("--output", default=str(HERE / "results" / "inference.json"))
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every configuration in this process (CUDA: peak memory is reset per "
+        "configuration, so it stays per-configuration; saves the start-up of each worker)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -180,6 +187,25 @@ def main(argv=None) -> int:
         for model in args.models:
             for dtype in args.dtypes:
                 for coulomb in args.coulomb:
+                    if args.in_process:
+                        import copy
+
+                        job = copy.copy(args)
+                        job.size, job.model, job.dtype = size, model, dtype
+                        job.coulomb = coulomb == "on"
+                        try:
+                            rows.append(run_hybridpot(job))
+                        except Exception as error:  # e.g. out of memory: record and go on
+                            rows.append(
+                                {
+                                    "code": "hybridpot",
+                                    "n_atoms": size,
+                                    "model": model,
+                                    "error": f"{type(error).__name__}: {error}"[:500],
+                                }
+                            )
+                        print(table(rows[-1:]).splitlines()[-1], flush=True)
+                        continue
                     command = [sys.executable, __file__, "--worker", "--size", str(size)]
                     command += ["--model", model, "--dtype", dtype, "--device", args.device]
                     command += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
@@ -192,11 +218,23 @@ def main(argv=None) -> int:
                         if done.returncode == 0:
                             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
                         else:
-                            rows.append({"code": "hybridpot", "n_atoms": size, "model": model,
-                                         "error": done.stderr.strip()[-500:]})
+                            rows.append(
+                                {
+                                    "code": "hybridpot",
+                                    "n_atoms": size,
+                                    "model": model,
+                                    "error": done.stderr.strip()[-500:],
+                                }
+                            )
                     except subprocess.TimeoutExpired:
-                        rows.append({"code": "hybridpot", "n_atoms": size, "model": model,
-                                     "error": f"timeout after {args.timeout} s"})
+                        rows.append(
+                            {
+                                "code": "hybridpot",
+                                "n_atoms": size,
+                                "model": model,
+                                "error": f"timeout after {args.timeout} s",
+                            }
+                        )
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
         if args.mace_python and size <= args.mace_max_size:
             args.size = size

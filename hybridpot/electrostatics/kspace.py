@@ -31,10 +31,15 @@ from torchpme import EwaldCalculator, P3MCalculator, PMECalculator
 from torchpme.lib.kspace_filter import P3MKSpaceFilter
 
 from .mesh import SeparableMeshInterpolator
+from .mesh_potential import mesh_potential
 
 # Largest (k-vectors x atoms) matrix the Ewald sum may build (float elements): several
 # such matrices are kept for the backward pass.
 MAX_EWALD_ELEMENTS = 30_000_000
+# k-space filters of the last few (kernel, cell, mesh) combinations: a filter is a pure
+# function of its key, so reusing one is exact (see ``_kspace_filter_values``).
+_FILTER_CACHE: dict = {}
+_FILTER_CACHE_SIZE = 4
 
 
 def _long_range_corrections(
@@ -64,6 +69,9 @@ class _ExplicitMeshMixin:
     """Mesh-based k-space sum on a caller-given (3,) mesh shape ``self.mesh_shape``."""
 
     mesh_shape: torch.Tensor
+    #: Use :func:`~hybridpot.electrostatics.mesh_potential.mesh_potential` (analytic
+    #: backward from the forward mesh) instead of autograd through the interpolation.
+    analytic_backward: bool = True
 
     def _compute_kspace(
         self,
@@ -76,6 +84,19 @@ class _ExplicitMeshMixin:
     ) -> torch.Tensor:
         ns = self.mesh_shape.to(cell.device)
         self.mesh_interpolator.update(cell, ns)
+        volume = torch.abs(torch.linalg.det(cell))
+        if self.analytic_backward:
+            interpolator = self.mesh_interpolator
+            scaled = ns * torch.matmul(positions, interpolator.inverse_cell)
+            phi = mesh_potential(
+                scaled,
+                charges[:, 0],
+                self._kspace_filter_values(cell, ns),
+                interpolator._compute_1d_weights,
+                interpolator.interpolation_nodes,
+                tuple(int(n) for n in ns),
+            )
+            return _long_range_corrections(self, phi[:, None] / volume, charges, volume)
         self.kspace_filter.update(cell, ns)
         # Spread the charges on the mesh, convolve with the long-range kernel by FFT and
         # interpolate the potential back with the same weights (so forces are the exact
@@ -83,9 +104,42 @@ class _ExplicitMeshMixin:
         self.mesh_interpolator.compute_weights(positions)
         rho_mesh = self.mesh_interpolator.points_to_mesh(particle_weights=charges)
         potential_mesh = self.kspace_filter.forward(rho_mesh)
-        volume = torch.abs(torch.linalg.det(cell))
         potential_lr = self.mesh_interpolator.mesh_to_points(potential_mesh) / volume
         return _long_range_corrections(self, potential_lr, charges, volume)
+
+    def _kspace_filter_values(self, cell: torch.Tensor, ns: torch.Tensor) -> torch.Tensor:
+        """The k-space filter G(k) (nx, ny, nz // 2 + 1) of this kernel on ``cell``.
+
+        Building it (k-vectors, kernel, P3M influence function on the whole mesh) costs
+        about a quarter of the mesh sum, so it is reused while the cell is the same, as
+        in MD at fixed cell: the cache key holds everything the filter depends on (the
+        kernel's class and parameters, the interpolation order, the exact cell values,
+        the mesh, dtype and device). A cell that needs gradients (stress) always gets a
+        freshly built, differentiable filter.
+        """
+        if cell.requires_grad:
+            self.kspace_filter.update(cell, ns)
+            return self.kspace_filter._kfilter
+        potential = self.potential
+        key = (
+            type(self).__name__,
+            type(potential).__name__,
+            float(potential.smearing),
+            float(potential.prefactor),
+            int(self.mesh_interpolator.interpolation_nodes),
+            cell.detach().to("cpu", torch.float64).numpy().tobytes(),
+            tuple(int(n) for n in ns),
+            cell.dtype,
+            str(cell.device),
+        )
+        values = _FILTER_CACHE.pop(key, None)
+        if values is None:
+            self.kspace_filter.update(cell, ns)
+            values = self.kspace_filter._kfilter.detach()
+        _FILTER_CACHE[key] = values  # most recently used last
+        while len(_FILTER_CACHE) > _FILTER_CACHE_SIZE:
+            _FILTER_CACHE.pop(next(iter(_FILTER_CACHE)))
+        return values
 
 
 def _fast_interpolator(calculator, nodes: int, method: str) -> SeparableMeshInterpolator:
@@ -129,7 +183,10 @@ class _LatticeP3MKSpaceFilter(P3MKSpaceFilter):
         if self.mode != 0:
             raise ValueError(f"only mode 0 (point-charge potential) is used, got {self.mode}")
         # kh_i = k . a_i / n_i: the phase advance of exp(i k.r) per mesh step along a_i.
-        kh = torch.einsum("xyzk,ik->xyzi", kvectors, self.cell) / self.ns_mesh
+        # k . a_i = 2 pi m_i for every cell, so kh does not depend on the cell: it is
+        # computed without gradients (autograd through sinc at 0 gave NaN second
+        # derivatives w.r.t. the cell, i.e. in training on stress).
+        kh = torch.einsum("xyzk,ik->xyzi", kvectors.detach(), self.cell.detach()) / self.ns_mesh
         # U(k): Fourier transform of the order-p B-spline charge assignment, normalised
         # per mesh cell: prod_i sinc(kh_i / 2 pi)^p. The influence function divides by
         # U^2 to undo assignment and back-interpolation.

@@ -85,8 +85,14 @@ def pair_distances(
     return distances
 
 
-def make_calculator(params: CoulombParameters, sigma_q: float, cell: torch.Tensor):
-    """The torch-pme calculator for ``params`` on ``cell`` (its mesh shape is fixed here)."""
+def make_calculator(
+    params: CoulombParameters, sigma_q: float, cell: torch.Tensor, analytic_kspace: bool = True
+):
+    """The torch-pme calculator for ``params`` on ``cell`` (its mesh shape is fixed here).
+
+    ``analytic_kspace``: PME/P3M gradients from the forward mesh (:mod:`.mesh_potential`)
+    instead of autograd through the interpolation (same values; ignored for Ewald).
+    """
     potential = GaussianCoulombPotential(smearing=params.smearing, sigma_q=sigma_q)
     if params.method == "ewald":
         calculator = SphericalEwald(potential, k_cutoff=params.k_cutoff)
@@ -94,6 +100,7 @@ def make_calculator(params: CoulombParameters, sigma_q: float, cell: torch.Tenso
         shape = params.mesh_shape(cell.detach().to("cpu", torch.float64).numpy())
         kind = MeshPME if params.method == "pme" else MeshP3M
         calculator = kind(potential, shape, interpolation_nodes=params.interpolation_nodes)
+        calculator.analytic_backward = bool(analytic_kspace)
     return calculator.to(cell.device)
 
 
@@ -106,6 +113,7 @@ def periodic_potentials(
     sigma_q: float,
     real_space_pbc=(True, True, True),
     structure: int = 0,
+    analytic_kspace: bool = True,
 ) -> torch.Tensor:
     """torch-pme per-atom potentials V_i (eV/e, E = sum q_i V_i) of one 3D-periodic cell.
 
@@ -118,13 +126,15 @@ def periodic_potentials(
         real_space_pbc: periodicity of the real-space neighbour list (a slab's internal
             cell is not periodic along its vacuum gap, which exceeds the cutoff).
         structure: index used in error messages.
+        analytic_kspace: mesh gradients from the forward mesh (fast) instead of generic
+            autograd through the interpolation (see :func:`make_calculator`).
 
     Returns:
         (N,) potentials, differentiable w.r.t. positions, cell and charges.
     """
     i, j, shifts = real_space_pairs(positions, cell, real_space_pbc, params.real_space_cutoff)
     distances = pair_distances(positions, cell, i, j, shifts, sigma_q=sigma_q, structure=structure)
-    calculator = make_calculator(params, sigma_q, cell)
+    calculator = make_calculator(params, sigma_q, cell, analytic_kspace)
     potentials = calculator.forward(
         charges=charges[:, None],
         cell=cell,

@@ -147,6 +147,7 @@ def slab_energies(
     *,
     sigma_q: float,
     structure: int = 0,
+    analytic_kspace: bool = True,
 ) -> torch.Tensor:
     """Per-atom Coulomb energies (eV) of one slab, sum = 2D-periodic energy.
 
@@ -160,6 +161,7 @@ def slab_energies(
             a constant: the exact result does not depend on it).
         sigma_q: Gaussian width (Å).
         structure: index used in error messages.
+        analytic_kspace: see :func:`~hybridpot.electrostatics.periodic.make_calculator`.
 
     Returns:
         (N,) eV, differentiable w.r.t. positions, the periodic cell rows and charges.
@@ -181,6 +183,7 @@ def slab_energies(
         sigma_q=sigma_q,
         real_space_pbc=pbc,
         structure=structure,
+        analytic_kspace=analytic_kspace,
     )
     # Slab correction along n, measured from the lowest atom (origin-independent in
     # total; keeps the numbers small). Per atom: q_i (2 pi k_e / V) [2 z_i M - M2 - Q z_i^2
