@@ -278,6 +278,10 @@ class OpenMMPME:
         return np.asarray(f) * KJ_MOL_NM_TO_EV_A @ self.rotation
 
 
+#: Smallest ewaldErrorTolerance tried (see run_openmm).
+OPENMM_MIN_TOLERANCE = 5e-7
+
+
 def run_openmm(atoms, charges, target_error, reference, args) -> dict | None:
     """Fastest OpenMM run whose measured error is <= ``target_error`` (ours)."""
     best = None
@@ -297,6 +301,10 @@ def run_openmm(atoms, charges, target_error, reference, args) -> dict | None:
                 break
             # error ~ tolerance: step towards 0.8x the target, at most 10x per step.
             tolerance *= float(np.clip(0.8 * target_error / max(error, 1e-300), 0.1, 10.0))
+            if tolerance < OPENMM_MIN_TOLERANCE:
+                # Below this OpenMM's PME grid outgrows this machine's memory (seen: killed
+                # for memory at ~1e-7 with 8,000 atoms); report the match as not reached.
+                break
         if matched is None:
             continue
         tolerance, engine, error = matched

@@ -31,6 +31,7 @@ POTENTIAL = "electrostatic_potential"  # (N,) eV/e, dE_coulomb/dq_i
 DIPOLE = "dipole"  # (B, 3) e·Å, sum_i q_i r_i; only meaningful for non-periodic structures
 
 # --- physical constants -------------------------------------------------------------------
-from torchpme.prefactors import eV_A as COULOMB_CONSTANT  # noqa: E402
+import torchpme.prefactors  # noqa: E402
 
-#: COULOMB_CONSTANT: k_e = 1/(4 pi eps0) = 14.399645 eV·Å/e² (torchpme.prefactors.eV_A).
+#: k_e = 1/(4 pi eps0) = 14.399645 eV·Å/e² (torchpme.prefactors.eV_A).
+COULOMB_CONSTANT: float = torchpme.prefactors.eV_A

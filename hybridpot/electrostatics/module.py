@@ -126,6 +126,10 @@ def _check_periodic_cell(cell: np.ndarray, structure: int) -> None:
         )
 
 
+#: Tightest relative force accuracy asked of a float32 sum; below it the sum runs in float64.
+FLOAT32_ACCURACY_FLOOR = 3e-5
+
+
 class Electrostatics(torch.nn.Module):
     """Coulomb energy of Gaussian (or point) charges, per atom, for any periodicity.
 
@@ -220,6 +224,14 @@ class Electrostatics(torch.nn.Module):
             charges.
         """
         validate_inputs(positions, cell, pbc, charges, batch)
+        if positions.dtype == torch.float32 and self.accuracy < FLOAT32_ACCURACY_FLOOR:
+            # float32 round-off in the mesh sum alone reaches ~1e-5 relative force error
+            # for 64,000 ions (measured: 1.09e-5 at a 1e-5 target), so a tighter target
+            # is honoured by summing in float64 and returning float32 (gradients flow
+            # through the casts).
+            return self.forward(positions.double(), cell.double(), pbc, charges.double(), batch).to(
+                torch.float32
+            )
         energies = torch.zeros_like(charges)
         pbc_rows = pbc.detach().cpu().tolist()
         for b in range(cell.shape[0]):

@@ -65,6 +65,26 @@ class HybridModel(torch.nn.Module):
             else None
         )
 
+    _compiled_network = None
+
+    def compile_network(self, **options) -> HybridModel:
+        """Run the network through ``torch.compile`` (inference); returns ``self``.
+
+        Only the network is compiled (inductor, full graph, dynamic shapes by default):
+        the electrostatics build their real-space neighbour list with vesin on the CPU,
+        which cannot be traced. The weights stay shared with the eager network, so
+        ``state_dict``, saving and training are unchanged; ``compile_network(enabled=False)``
+        goes back to eager. Tested against eager (forces and stress, Coulomb on) in
+        ``tests/model/test_compile.py``.
+        """
+        if not options.pop("enabled", True):
+            object.__setattr__(self, "_compiled_network", None)
+            return self
+        options = {"dynamic": True, "fullgraph": True, **options}
+        # Stored outside the module registry so state_dict keys do not change.
+        object.__setattr__(self, "_compiled_network", torch.compile(self.network, **options))
+        return self
+
     @property
     def config(self) -> dict:
         """The JSON-serialisable configuration (all fields, defaults filled in)."""
@@ -114,7 +134,8 @@ class HybridModel(torch.nn.Module):
             strained_positions, strained_cell = positions, cell
 
         vectors = graph.edge_vectors(strained_positions, strained_cell)
-        out = self.network(
+        network = self._compiled_network or self.network
+        out = network(
             graph.numbers,
             graph.edge_index,
             vectors,
