@@ -134,7 +134,7 @@ class HybridModel(torch.nn.Module):
             strained_positions, strained_cell = positions, cell
 
         vectors = graph.edge_vectors(strained_positions, strained_cell)
-        network = self._compiled_network or self.network
+        network = self.network if self._compiled_network is None else self._compiled_network
         out = network(
             graph.numbers,
             graph.edge_index,

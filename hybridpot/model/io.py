@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_save
 from .build import build_model
 from .hybrid import HybridModel
 
@@ -29,23 +29,6 @@ FORMAT_VERSION = 1
 
 # from_version -> function(payload dict) -> payload dict of version from_version + 1
 _UPGRADES: dict = {}
-
-
-def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save(obj, path)`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_model(model: HybridModel, path: str | os.PathLike, metadata: dict | None = None) -> None:
@@ -65,7 +48,7 @@ def save_model(model: HybridModel, path: str | os.PathLike, metadata: dict | Non
         "metadata": json.dumps(metadata or {}),
         "state_dict": state,
     }
-    atomic_torch_save(payload, path)
+    atomic_save(payload, path)
 
 
 def read_model_file(path: str | os.PathLike) -> dict:

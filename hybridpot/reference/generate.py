@@ -21,9 +21,9 @@ so a data set is reproducible from its seed.
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from ase import Atoms, units
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary
 
+from ..atomic import atomic_write_text
 from .propagator import PropagationCalculator
 from .structures import DEFAULT_SPECS, SamplingSpec, build_structure
 from .tosi_fumi import NACL, TosiFumiCalculator
@@ -268,15 +269,9 @@ def write_extxyz(atoms_list: Sequence[Atoms], path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise ValueError(f"path: folder {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            ase.io.write(handle, atoms_list, format="extxyz")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.StringIO()
+    ase.io.write(buffer, atoms_list, format="extxyz")
+    atomic_write_text(path, buffer.getvalue())
     return path
 
 
