@@ -98,6 +98,7 @@ def run_hybridpot(args) -> dict:
         "n_atoms": args.size,
         "device": args.device,
         "threads": args.threads,
+        "keep_malloc": "MALLOC_MMAP_THRESHOLD_" in os.environ,
         "parameters": sum(p.numel() for p in model.parameters()),
         "neighbour_list_s": neighbour,
         "model_s": model_time,
@@ -107,6 +108,14 @@ def run_hybridpot(args) -> dict:
         "peak_memory_mib": peak,
         "peak_memory_kib_per_atom": 1024 * peak / args.size,
     }
+
+
+def malloc_env(args) -> dict:
+    """Environment that keeps freed memory in glibc's heap (see --keep-malloc)."""
+    if not args.keep_malloc:
+        return {}
+    big = str(16 * 2**30)
+    return {"MALLOC_MMAP_THRESHOLD_": big, "MALLOC_TRIM_THRESHOLD_": big}
 
 
 def run_mace(args, python: str) -> dict:
@@ -125,7 +134,10 @@ def run_mace(args, python: str) -> dict:
             "--repeats",
             str(args.repeats),
         ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+        env = dict(os.environ, **malloc_env(args))
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=args.timeout, env=env
+        )
     if result.returncode != 0:
         return {"code": "mace", "n_atoms": args.size, "error": result.stderr.strip()[-500:]}
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -163,6 +175,13 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--mace-python", default=None, help="python of a venv with mace-torch")
     parser.add_argument("--mace-max-size", type=int, default=4096)
+    parser.add_argument(
+        "--keep-malloc",
+        action="store_true",
+        help="run every worker (MACE too) with glibc's MALLOC_MMAP_THRESHOLD_ and "
+        "MALLOC_TRIM_THRESHOLD_ raised, so large tensors are not mmapped and page-faulted "
+        "afresh on every call (measured 2.4x faster on CPU at 4,096-32,768 atoms)",
+    )
     parser.add_argument("--output", default=str(HERE / "results" / "inference.json"))
     parser.add_argument(
         "--in-process",
@@ -210,7 +229,7 @@ def main(argv=None) -> int:
                     command += ["--model", model, "--dtype", dtype, "--device", args.device]
                     command += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
                     command += ["--coulomb-on"] if coulomb == "on" else []
-                    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+                    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), **malloc_env(args))
                     try:
                         done = subprocess.run(
                             command, capture_output=True, text=True, env=env, timeout=args.timeout
