@@ -69,6 +69,12 @@ class _ExplicitMeshMixin:
     """Mesh-based k-space sum on a caller-given (3,) mesh shape ``self.mesh_shape``."""
 
     mesh_shape: torch.Tensor
+
+    def _init_mesh(self, potential, mesh_shape, interpolation_nodes: int, method: str) -> None:
+        """Fix the mesh shape and install the fast interpolator (``method``: weights)."""
+        self.mesh_shape = _as_mesh_shape(mesh_shape, potential.smearing.device)
+        self.mesh_interpolator = _fast_interpolator(self, interpolation_nodes, method)
+
     #: Use :func:`~hybridpot.electrostatics.mesh_potential.mesh_potential` (analytic
     #: backward from the forward mesh) instead of autograd through the interpolation.
     analytic_backward: bool = True
@@ -172,8 +178,7 @@ class MeshPME(_ExplicitMeshMixin, PMECalculator):
             interpolation_nodes=interpolation_nodes,
             full_neighbor_list=False,
         )
-        self.mesh_shape = _as_mesh_shape(mesh_shape, potential.smearing.device)
-        self.mesh_interpolator = _fast_interpolator(self, interpolation_nodes, "Lagrange")
+        self._init_mesh(potential, mesh_shape, interpolation_nodes, "Lagrange")
 
 
 class _LatticeP3MKSpaceFilter(P3MKSpaceFilter):
@@ -214,8 +219,7 @@ class MeshP3M(_ExplicitMeshMixin, P3MCalculator):
             interpolation_nodes=interpolation_nodes,
             full_neighbor_list=False,
         )
-        self.mesh_shape = _as_mesh_shape(mesh_shape, potential.smearing.device)
-        self.mesh_interpolator = _fast_interpolator(self, interpolation_nodes, "P3M")
+        self._init_mesh(potential, mesh_shape, interpolation_nodes, "P3M")
         cell = torch.eye(3, dtype=potential.smearing.dtype, device=potential.smearing.device)
         self.kspace_filter = _LatticeP3MKSpaceFilter(
             cell=cell,
