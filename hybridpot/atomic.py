@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash never leaves a half-written file in place of a good one.
+"""Safe file I/O: atomic writes (a crash never leaves a half-written file in place of a
+good one) and weights-only loads (a file from a stranger cannot run code).
 
 Everything hybridpot saves (models, checkpoints, logs, plots, predictions, datasets) goes
 through a temporary file in the destination folder and ``os.replace``.
@@ -7,6 +8,7 @@ through a temporary file in the destination folder and ``os.replace``.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -44,3 +46,31 @@ def atomic_save(obj: object, path: str | os.PathLike) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def load_weights_only(path: str | os.PathLike, what: str) -> object:
+    """``torch.load(path, weights_only=True)`` with errors that say what went wrong.
+
+    Args:
+        path: the file.
+        what: how to name it in messages, e.g. ``"model file"`` or ``"checkpoint"``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file holds pickled Python objects (refused: loading them could run
+            code), or it is truncated or not a torch file at all.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" in str(error) or "GLOBAL" in str(error):
+            raise ValueError(
+                f"refusing to load {what} {str(path)!r}: it contains pickled Python objects, "
+                f"not only tensors and plain data, and loading it could run arbitrary code"
+            ) from None
+        raise ValueError(f"{what} {str(path)!r} is not readable: {error}") from None
+    except Exception as error:  # truncated or foreign file
+        raise ValueError(f"{what} {str(path)!r} is not readable: {error}") from None

@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-from pathlib import Path
 
-import torch
-
-from ..atomic import atomic_save
+from ..atomic import atomic_save, load_weights_only
 from .build import build_model
 from .hybrid import HybridModel
 
@@ -53,20 +49,7 @@ def save_model(model: HybridModel, path: str | os.PathLike, metadata: dict | Non
 
 def read_model_file(path: str | os.PathLike) -> dict:
     """The raw, upgraded payload of a model file (safe: weights_only loading)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Unsupported global" in str(error) or "GLOBAL" in str(error):
-            raise ValueError(
-                f"refusing to load {str(path)!r}: it contains pickled Python objects, not only "
-                f"tensors and plain data, and loading it could run arbitrary code"
-            ) from None
-        raise ValueError(f"{str(path)!r} is not a readable hybridpot model file: {error}") from None
-    except Exception as error:  # truncated or foreign file
-        raise ValueError(f"{str(path)!r} is not a readable hybridpot model file: {error}") from None
+    payload = load_weights_only(path, "model file")
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise ValueError(f"{str(path)!r} is not a hybridpot model file (no format_version)")
     version = int(payload["format_version"])

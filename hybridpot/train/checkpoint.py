@@ -10,14 +10,17 @@ leaves a half-written checkpoint in place of a good one.
 from __future__ import annotations
 
 import os
-import pickle
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..atomic import atomic_save, atomic_write, atomic_write_text  # noqa: F401 (re-exported)
+from ..atomic import (  # noqa: F401 (atomic_write*, re-exported)
+    atomic_save,
+    atomic_write,
+    atomic_write_text,
+    load_weights_only,
+)
 
 #: Version of the checkpoint dict; bump it and add an upgrade when the layout changes.
 CHECKPOINT_VERSION = 1
@@ -106,18 +109,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         FileNotFoundError: no file at ``path``.
         ValueError: the file holds pickled objects, is unreadable or is not a checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"refusing to load checkpoint {str(path)!r}: it holds pickled Python objects "
-            f"that could run code ({error})"
-        ) from None
-    except Exception as error:
-        raise ValueError(f"checkpoint {str(path)!r} is not readable: {error}") from None
+    state = load_weights_only(path, "checkpoint")
     if not isinstance(state, dict) or "checkpoint_version" not in state:
         raise ValueError(f"{str(path)!r} is not a hybridpot training checkpoint")
     if state["checkpoint_version"] > CHECKPOINT_VERSION:

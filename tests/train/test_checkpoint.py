@@ -88,6 +88,11 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(ValueError, match=r"is not a hybridpot training checkpoint"):
         load_checkpoint(other)
+    # A file that is not a torch file at all is unreadable, not "pickled objects".
+    text = tmp_path / "notes.txt"
+    text.write_text("just text")
+    with pytest.raises(ValueError, match=r"checkpoint '.*notes\.txt' is not readable"):
+        load_checkpoint(text)
     newer = tmp_path / "newer.pt"
     torch.save({"checkpoint_version": 99}, newer)
     with pytest.raises(ValueError, match=r"has version 99, newer than this hybridpot"):
