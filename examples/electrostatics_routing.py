@@ -57,20 +57,19 @@ MADELUNG_NACL = 1.747564594633
 ACCURACY = 1e-6
 
 
-def describe_route(pbc, periodic_method: str) -> str:
-    """The sum ``Electrostatics`` applies for ``pbc`` (restating its documented rule).
+def describe_route(electrostatics: Electrostatics, pbc) -> str:
+    """:meth:`Electrostatics.route` (which sum a structure with ``pbc`` gets) in words.
 
-    hybridpot has no public function that returns the route it takes; the numbers below
-    (pair sum, 2D Ewald reference, Madelung constant) show that it took this one.
+    The numbers printed next to it (pair sum, 2D Ewald reference, Madelung constant) show
+    that the sum really took this route.
     """
-    n_periodic = int(sum(bool(p) for p in pbc))
-    method = periodic_method.upper()
-    routes = {
-        3: f"periodic: {method}",
-        2: f"slab: {method} in a cell with vacuum + slab correction",
-        0: "direct pair sum",
-    }
-    return routes.get(n_periodic, "not supported (ValueError)")
+    route = electrostatics.route(pbc)
+    if route == "direct":
+        return "direct pair sum"
+    if route.startswith("slab+"):
+        method = route.removeprefix("slab+").upper()
+        return f"slab: {method} in a cell with vacuum + slab correction"
+    return f"periodic: {route.upper()}"
 
 
 def pbc_text(atoms: ase.Atoms) -> str:
@@ -130,7 +129,7 @@ def naive_3d(atoms: ase.Atoms, charges: np.ndarray, sigma_q: float = 0.0) -> flo
     return coulomb(periodic, charges, sigma_q=sigma_q, accuracy=ACCURACY)["energy"]
 
 
-def part1(periodic_method: str) -> dict:
+def part1(router: Electrostatics) -> dict:
     print("Part 1: formal charges (+1 Na, -1 Cl) through hybridpot.electrostatics.coulomb")
     relative = 1 - COULOMB_CONSTANT / K_E
     print(f"(k_e here: {K_E:.8f} eV Å, CODATA via ase.units; hybridpot uses torch-pme's")
@@ -141,15 +140,13 @@ def part1(periodic_method: str) -> dict:
     q = formal_charges(crystal)
     energy = coulomb(crystal, q, accuracy=ACCURACY)["energy"]
     madelung = -energy / (len(crystal) / 2) * (A0 / 2) / K_E
-    print(
-        f"64-ion crystal, pbc {pbc_text(crystal)}: {describe_route(crystal.pbc, periodic_method)}"
-    )
+    print(f"64-ion crystal, pbc {pbc_text(crystal)}: {describe_route(router, crystal.pbc)}")
     print(
         f"  E_coulomb = {energy:.6f} eV; Madelung constant {madelung:.8f} "
         f"(exact {MADELUNG_NACL:.8f}, rel. error {madelung / MADELUNG_NACL - 1:.1e})"
     )
     results["crystal"] = {
-        "route": describe_route(crystal.pbc, periodic_method),
+        "route": describe_route(router, crystal.pbc),
         "energy": energy,
         "madelung": madelung,
         "madelung_relative_error": madelung / MADELUNG_NACL - 1,
@@ -161,7 +158,7 @@ def part1(periodic_method: str) -> dict:
     ):
         slab = build(10.0)
         q = formal_charges(slab)
-        route = describe_route(slab.pbc, periodic_method)
+        route = describe_route(router, slab.pbc)
         routed = coulomb(slab, q, accuracy=ACCURACY)["energy"]
         reference = slab_ewald_sum(slab.positions, q, slab.cell.array, slab.pbc)["energy"]
         m_z = dipole_across(slab, q)
@@ -201,7 +198,7 @@ def part1(periodic_method: str) -> dict:
     q = formal_charges(cluster)
     routed = coulomb(cluster, q, accuracy=ACCURACY)["energy"]
     by_hand = pair_sum(cluster.positions, q)
-    route = describe_route(cluster.pbc, periodic_method)
+    route = describe_route(router, cluster.pbc)
     print(f"\nNa4Cl3+ cluster (total charge {q.sum():+.0f} e), pbc {pbc_text(cluster)}: {route}")
     print(f"  coulomb(cluster)                 {routed:14.9f} eV")
     print(
@@ -222,7 +219,7 @@ def part2(model_path: Path) -> tuple[dict, dict]:
         )
     sigma_q = float(model.model_config.sigma_q)
     # The model's own sum for periodic cells and slabs (its config's coulomb_method).
-    periodic_method = model.electrostatics.periodic_method
+    router = model.electrostatics
     results = {}
     structures = {}
 
@@ -235,7 +232,7 @@ def part2(model_path: Path) -> tuple[dict, dict]:
     reference = slab_ewald_sum(
         slab.positions, q - q.mean(), slab.cell.array, slab.pbc, sigma_q=sigma_q
     )["energy"]
-    print(f"rattled (100) slab, pbc {pbc_text(slab)}: {describe_route(slab.pbc, periodic_method)}")
+    print(f"rattled (100) slab, pbc {pbc_text(slab)}: {describe_route(router, slab.pbc)}")
     print(
         f"  energy {energy:.4f} eV = short {r['energy_short']:.4f} + Coulomb "
         f"{r['energy_coulomb']:.4f} eV"
@@ -250,7 +247,7 @@ def part2(model_path: Path) -> tuple[dict, dict]:
         f"naive 3D {naive_3d(slab, q, sigma_q):.6f} eV"
     )
     results["slab"] = {
-        "route": describe_route(slab.pbc, periodic_method),
+        "route": describe_route(router, slab.pbc),
         "energy": energy,
         "energy_short": r["energy_short"],
         "energy_coulomb": r["energy_coulomb"],
@@ -271,7 +268,7 @@ def part2(model_path: Path) -> tuple[dict, dict]:
     by_hand = pair_sum(cluster.positions, q, sigma_q)
     print(
         f"\nNa4Cl3+ cluster, info['charge'] = {cluster.info['charge']:+.0f}, "
-        f"pbc {pbc_text(cluster)}: {describe_route(cluster.pbc, periodic_method)}"
+        f"pbc {pbc_text(cluster)}: {describe_route(router, cluster.pbc)}"
     )
     print(
         f"  energy {energy:.4f} eV = short {r['energy_short']:.4f} + Coulomb "
@@ -285,7 +282,7 @@ def part2(model_path: Path) -> tuple[dict, dict]:
         f"(model - pair sum {r['energy_coulomb'] - by_hand:+.1e} eV)"
     )
     results["cluster"] = {
-        "route": describe_route(cluster.pbc, periodic_method),
+        "route": describe_route(router, cluster.pbc),
         "energy": energy,
         "energy_short": r["energy_short"],
         "energy_coulomb": r["energy_coulomb"],
@@ -304,8 +301,8 @@ def main() -> None:
     out = Path(args.output) / "electrostatics_routing"
     out.mkdir(parents=True, exist_ok=True)
     # The periodic sum behind "auto" (the default of coulomb() and of models).
-    periodic_method = Electrostatics(method="auto").periodic_method
-    summary = {"formal_charges": part1(periodic_method)}
+    # coulomb() with its default method routes exactly like this module.
+    summary = {"formal_charges": part1(Electrostatics(accuracy=ACCURACY))}
     model_path = obtain_model(args.model, args.output, args.quick)
     summary["model"], structures = part2(model_path)
     summary["model_path"] = str(model_path)

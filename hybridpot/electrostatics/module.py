@@ -183,6 +183,39 @@ class Electrostatics(torch.nn.Module):
         """The sum used for periodic cells and slabs: ``"pme"``, ``"p3m"`` or ``"ewald"``."""
         return "pme" if self.method == "auto" else self.method
 
+    def route(self, pbc) -> str:
+        """How a structure with periodicity ``pbc`` (three bools) is summed.
+
+        Returns ``"direct"`` (no periodic axis: pair sum), the periodic method
+        (``"pme"``, ``"p3m"`` or ``"ewald"``) for a bulk cell, or ``"slab+<method>"``
+        (that sum in a cell padded with vacuum, plus the slab correction) for exactly one
+        non-periodic axis.
+
+        Raises:
+            ValueError: ``pbc`` is not three bools, is 1D-periodic (not supported), or is
+                periodic while ``method`` is ``"direct"``.
+        """
+        flags = [bool(p) for p in np.asarray(pbc, dtype=bool).reshape(-1)]
+        if len(flags) != 3:
+            raise ValueError(f"pbc must be three bools, got {pbc!r}")
+        n_periodic = sum(flags)
+        if n_periodic == 0:
+            return "direct"
+        if self.method == "direct":
+            raise ValueError(
+                f"method 'direct' is only for non-periodic structures, got pbc {flags}: use "
+                "'auto', 'pme', 'p3m' or 'ewald'"
+            )
+        if n_periodic == 3:
+            return self.periodic_method
+        if n_periodic == 2:
+            return f"slab+{self.periodic_method}"
+        raise ValueError(
+            f"pbc {flags} is not supported: use (True, True, True) for bulk, exactly one "
+            "False for a slab, or (False, False, False) for a molecule (1D periodicity is "
+            "not implemented)"
+        )
+
     def parameters_for(self, cell: np.ndarray, n_atoms: int, volume: float) -> CoulombParameters:
         """Cached :func:`~hybridpot.electrostatics.tuning.choose_parameters` result."""
         key = (cell.tobytes(), n_atoms, round(volume, 9))

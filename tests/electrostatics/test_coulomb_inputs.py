@@ -156,3 +156,27 @@ def test_molecule_ignores_cell_and_method():
     direct = run(atoms)
     for method in ("pme", "p3m", "ewald", "direct"):
         assert run(atoms, method=method)["energy"] == direct["energy"]
+
+
+@pytest.mark.parametrize(
+    "method, pbc, expected",
+    [
+        ("auto", (True, True, True), "pme"),
+        ("ewald", (True, True, True), "ewald"),
+        ("p3m", (True, False, True), "slab+p3m"),
+        ("auto", (True, True, False), "slab+pme"),
+        ("ewald", (False, False, False), "direct"),
+        ("direct", (False, False, False), "direct"),
+    ],
+)
+def test_route_names_the_sum_each_periodicity_gets(method, pbc, expected):
+    assert Electrostatics(method=method).route(pbc) == expected
+
+
+def test_route_rejects_what_the_sum_rejects():
+    with pytest.raises(ValueError, match="1D periodicity"):
+        Electrostatics().route((True, False, False))
+    with pytest.raises(ValueError, match="only for non-periodic"):
+        Electrostatics(method="direct").route((True, True, True))
+    with pytest.raises(ValueError, match="three bools"):
+        Electrostatics().route((True, True))
