@@ -71,13 +71,16 @@ TRAINING = {
     "seed": 0,
     "optim": {"lr": 5e-3, "ema_decay": 0.99},
     "schedule": {"kind": "cosine", "min_lr": 5e-5},
-    "loss": {"energy": 1.0, "forces": 10.0},
+    # Energy per atom weighted 100 against forces 10: with weight 1 the interaction
+    # energies of the dimers (a few meV per atom) were not fitted at all (type 0 hybrid:
+    # 160 vs 0.9 meV per structure on the test frames) and the energy of SPICE stalled.
+    "loss": {"energy": 100.0, "forces": 10.0},
     "plots": False,
     "quiet": True,
 }
 
 #: Budgets (epochs) sized for a few hours on 2 CPU cores.
-DIMER_EPOCHS, WATER_EPOCHS, SPICE_EPOCHS = 150, 5, 15
+DIMER_EPOCHS, WATER_EPOCHS, SPICE_EPOCHS = 300, 5, 20
 
 #: Published numbers quoted in ../shared/data/README.md (for the comparison table).
 PUBLISHED = {
@@ -288,8 +291,13 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--workdir", type=Path, default=None, help="prepared data and runs")
     parser.add_argument("--resume", action="store_true", help="keep finished runs in --output")
+    parser.add_argument(
+        "--epoch-scale", type=float, default=1.0, help="multiply every run's epochs (budget)"
+    )
     parser.add_argument("--output", type=Path, default=HERE / "results" / "real_data.json")
     args = parser.parse_args(argv)
+    if not args.epoch_scale > 0:
+        parser.error(f"--epoch-scale must be > 0, got {args.epoch_scale}")
 
     import torch
 
@@ -335,6 +343,7 @@ def main(argv=None) -> int:
         ):
             model = {**network, **model, "coulomb": MODELS[name]}
             training = {**TRAINING, **training}
+            training["epochs"] = max(1, round(training["epochs"] * args.epoch_scale))
             settings = {"model": model, "training": training, "data_keys": data_keys}
             settings = json.loads(json.dumps(settings))
             if key in old and old[key].get("settings") == settings:
