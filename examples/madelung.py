@@ -21,9 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     names = ["NaCl", "CsCl"] if args.quick else list(CRYSTALS)
     forms = FORMS[:2] if args.quick else FORMS
-    print(
-        f"{'crystal':<11} {'cell':<13} {'method':<6} {'M computed':>16} {'rel.err':>8} {'ms':>8}"
-    )
+    print(f"{'crystal':<11} {'cell':<13} {'method':<6} {'M computed':>16} {'rel.err':>8} {'ms':>8}")
     worst = 0.0
     for name in names:
         for form in forms:

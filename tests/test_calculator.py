@@ -21,9 +21,7 @@ def test_forces_and_stress_through_ase(calculator):
     atoms = random_structure(seed=51, n=6, charge=1.0)
     atoms.calc = calculator
     forces = atoms.get_forces()
-    np.testing.assert_allclose(
-        forces, calculate_numerical_forces(atoms, eps=1e-4), atol=1e-6
-    )
+    np.testing.assert_allclose(forces, calculate_numerical_forces(atoms, eps=1e-4), atol=1e-6)
     np.testing.assert_allclose(
         atoms.get_stress(), calculate_numerical_stress(atoms, eps=1e-5), atol=1e-7
     )

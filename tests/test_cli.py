@@ -221,6 +221,7 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
             assert "forces_rmse" in metrics and "charge_mean_abs_error_e" in metrics
     assert results["hybrid"]["parameters"] == results["short_range"]["parameters"]
 
+
 def test_usage_errors(capsys):
     assert main([]) == 2
     assert "usage: hybridpot" in capsys.readouterr().err

@@ -11,8 +11,13 @@ import pytest
 import torch
 from ase import units
 from ase.build import bulk
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
+
+try:  # ASE >= 3.29 renamed MaxwellBoltzmannDistribution (now deprecated)
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:  # older ASE
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 
 import hybridpot
 
@@ -33,7 +38,7 @@ def run_nve(timestep_fs: float, duration_fs: float = 300.0) -> tuple[float, floa
     atoms = bulk("NaCl", "rocksalt", 5.64, cubic=True) * (3, 3, 3)
     atoms.rattle(0.05, seed=1)
     atoms.calc = hybridpot.HybridCalculator(model=model)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=600, rng=np.random.default_rng(0))
     Stationary(atoms)
     energies = []
     dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
