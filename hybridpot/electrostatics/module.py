@@ -183,37 +183,45 @@ class Electrostatics(torch.nn.Module):
         """The sum used for periodic cells and slabs: ``"pme"``, ``"p3m"`` or ``"ewald"``."""
         return "pme" if self.method == "auto" else self.method
 
-    def route(self, pbc) -> str:
+    def route(self, pbc, *, structure: int | None = None) -> str:
         """How a structure with periodicity ``pbc`` (three bools) is summed.
 
-        Returns ``"direct"`` (no periodic axis: pair sum), the periodic method
-        (``"pme"``, ``"p3m"`` or ``"ewald"``) for a bulk cell, or ``"slab+<method>"``
-        (that sum in a cell padded with vacuum, plus the slab correction) for exactly one
-        non-periodic axis.
+        The one place the routing is decided: :meth:`forward` follows it.
+
+        Args:
+            pbc: three bools.
+            structure: index named in error messages (None: not named).
+
+        Returns:
+            ``"direct"`` (no periodic axis: pair sum), the periodic method (``"pme"``,
+            ``"p3m"`` or ``"ewald"``) for a bulk cell, or ``"slab+<method>"`` (that sum in
+            a cell padded with vacuum, plus the slab correction) for exactly one
+            non-periodic axis.
 
         Raises:
             ValueError: ``pbc`` is not three bools, is 1D-periodic (not supported), or is
                 periodic while ``method`` is ``"direct"``.
         """
         flags = [bool(p) for p in np.asarray(pbc, dtype=bool).reshape(-1)]
+        where = "" if structure is None else f" of structure {structure}"
         if len(flags) != 3:
-            raise ValueError(f"pbc must be three bools, got {pbc!r}")
+            raise ValueError(f"pbc{where} must be three bools, got {pbc!r}")
         n_periodic = sum(flags)
         if n_periodic == 0:
             return "direct"
         if self.method == "direct":
             raise ValueError(
-                f"method 'direct' is only for non-periodic structures, got pbc {flags}: use "
-                "'auto', 'pme', 'p3m' or 'ewald'"
+                f"method 'direct' is only for non-periodic structures, got pbc {flags}{where}: "
+                "use 'auto', 'pme', 'p3m' or 'ewald'"
             )
         if n_periodic == 3:
             return self.periodic_method
         if n_periodic == 2:
             return f"slab+{self.periodic_method}"
         raise ValueError(
-            f"pbc {flags} is not supported: use (True, True, True) for bulk, exactly one "
-            "False for a slab, or (False, False, False) for a molecule (1D periodicity is "
-            "not implemented)"
+            f"pbc {flags}{where} is not supported: use (True, True, True) for bulk, exactly "
+            "one False for a slab, or (False, False, False) for a molecule (1D periodicity "
+            "is not implemented)"
         )
 
     def parameters_for(self, cell: np.ndarray, n_atoms: int, volume: float) -> CoulombParameters:
@@ -276,17 +284,12 @@ class Electrostatics(torch.nn.Module):
         return energies
 
     def _structure(self, positions, cell, pbc, charges, b: int) -> torch.Tensor:
-        n_periodic = sum(bool(p) for p in pbc)
-        if n_periodic == 0:
+        route = self.route(pbc, structure=b)
+        if route == "direct":
             return direct_energies(positions, charges, sigma_q=self.sigma_q, structure=b)
-        if self.method == "direct":
-            raise ValueError(
-                f"method 'direct' is only for non-periodic structures; structure {b} has "
-                f"pbc {pbc}: use 'auto', 'pme', 'p3m' or 'ewald'"
-            )
         cell_np = cell.detach().to("cpu", torch.float64).numpy()
         n = positions.shape[0]
-        if n_periodic == 3:
+        if not route.startswith("slab+"):
             _check_periodic_cell(cell_np, b)
             params = self.parameters_for(cell_np, n, abs(float(np.linalg.det(cell_np))))
             potentials = periodic_potentials(
@@ -299,46 +302,39 @@ class Electrostatics(torch.nn.Module):
                 analytic_kspace=self.analytic_kspace,
             )
             return charges * potentials
-        if n_periodic == 2:
-            axis = slab_axis(pbc)
-            validate_slab_cell(cell_np, axis, b)
-            geometry = slab_geometry(
-                positions.detach().to("cpu", torch.float64).numpy(), cell_np, axis
+        # A slab: the periodic sum in a cell padded with vacuum, plus the slab correction.
+        axis = slab_axis(pbc)
+        validate_slab_cell(cell_np, axis, b)
+        geometry = slab_geometry(positions.detach().to("cpu", torch.float64).numpy(), cell_np, axis)
+        volume = n * geometry["d"] ** 3
+        periodic_rows = cell_np.copy()
+        periodic_rows[axis] = 0.0
+        params = self.parameters_for(periodic_rows, n, volume)
+        gap = self.overrides.get("slab_gap")
+        if gap is None:
+            gap = choose_gap(
+                geometry["a1"],
+                geometry["a2"],
+                n,
+                geometry["d"],
+                self.accuracy,
+                params.real_space_cutoff,
+                self.sigma_q,
             )
-            volume = n * geometry["d"] ** 3
-            periodic_rows = cell_np.copy()
-            periodic_rows[axis] = 0.0
-            params = self.parameters_for(periodic_rows, n, volume)
-            gap = self.overrides.get("slab_gap")
-            if gap is None:
-                gap = choose_gap(
-                    geometry["a1"],
-                    geometry["a2"],
-                    n,
-                    geometry["d"],
-                    self.accuracy,
-                    params.real_space_cutoff,
-                    self.sigma_q,
-                )
-            elif gap < params.real_space_cutoff:
-                raise ValueError(
-                    f"slab_gap {gap} Å must be >= the real-space cutoff "
-                    f"{params.real_space_cutoff:.4g} Å"
-                )
-            length = geometry["thickness"] + gap
-            return slab_energies(
-                positions,
-                cell,
-                pbc,
-                charges,
-                params,
-                length,
-                sigma_q=self.sigma_q,
-                structure=b,
-                analytic_kspace=self.analytic_kspace,
+        elif gap < params.real_space_cutoff:
+            raise ValueError(
+                f"slab_gap {gap} Å must be >= the real-space cutoff "
+                f"{params.real_space_cutoff:.4g} Å"
             )
-        raise ValueError(
-            f"pbc {pbc} of structure {b} is not supported: use (True, True, True) for bulk, "
-            "exactly one False for a slab, or (False, False, False) for a molecule "
-            "(1D periodicity is not implemented)"
+        length = geometry["thickness"] + gap
+        return slab_energies(
+            positions,
+            cell,
+            pbc,
+            charges,
+            params,
+            length,
+            sigma_q=self.sigma_q,
+            structure=b,
+            analytic_kspace=self.analytic_kspace,
         )
