@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..docsections import replace_section
 from .config import DataConfig, LossConfig, OptimConfig, ScheduleConfig, TrainConfig
 from .schema import field_types, type_name
 
@@ -80,16 +81,7 @@ def update_document(path: str | Path) -> bool:
 
     Returns True when the file changed.
     """
-    path = Path(path)
-    text = path.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{str(path)!r} lacks the markers {BEGIN!r} and {END!r}")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{BEGIN}\n{config_reference()}{END}{tail}"
-    if new != text:
-        path.write_text(new)
-    return new != text
+    return replace_section(path, BEGIN, END, config_reference())
 
 
 if __name__ == "__main__":
