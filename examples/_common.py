@@ -17,21 +17,14 @@ import argparse
 import time
 from pathlib import Path
 
+from hybridpot.demo import DEMO_MODEL
+
 #: Default ``--output``: relative to the current folder, like ``hybridpot demo``'s.
 DEFAULT_OUTPUT = "examples-output"
 
-#: The network: the demo's small hybrid model (2 layers, l <= 2, 5 Å cutoff).
-MODEL = {
-    "cutoff": 5.0,
-    "num_layers": 2,
-    "hidden_irreps": "16x0e + 8x1o",
-    "l_max": 2,
-    "num_radial": 8,
-    "radial_mlp": [32],
-    # The Tosi-Fumi ions are point charges; the network absorbs any short-range rest.
-    "sigma_q": 0.0,
-    "coulomb_accuracy": 1e-4,
-}
+#: The network: the demo's small hybrid model (2 layers, l <= 2, 5 Å cutoff, point charges
+#: like the Tosi-Fumi ions), so the examples and ``hybridpot demo`` train the same thing.
+MODEL = DEMO_MODEL
 
 #: Training settings shared by both recipes.
 TRAINING = {
