@@ -119,7 +119,13 @@ def fit_and_test(
     metrics in reporting units (meV/atom, meV/Å, me, me·Å), plus the energy RMSE/MAE per
     structure (meV).
     """
-    from hybridpot.train import DataConfig, config_from_dict, evaluate_structures, train
+    from hybridpot.train import (
+        DataConfig,
+        config_from_dict,
+        evaluate_structures,
+        extract_labels,
+        train,
+    )
 
     output = workdir / "runs" / key.replace("/", "__")
     config = config_from_dict(
@@ -138,8 +144,6 @@ def fit_and_test(
         result.model, test_images, DataConfig(**data_keys), batch_size=training["batch_size"]
     )
     # Energy per structure (meV): what the dimer literature quotes.
-    from hybridpot.train import extract_labels
-
     errors = []
     for atoms, prediction in zip(test_images, predictions, strict=True):
         labels, _ = extract_labels(atoms, DataConfig(**data_keys))
