@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .data.segments import per_structure_matmul
+
 # Voigt order used by ASE: xx, yy, zz, yz, xz, xy.
 VOIGT_INDICES = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
@@ -39,7 +41,9 @@ def apply_strain(
     # Symmetrise so that dE/dε is the symmetric stress even for non-symmetric gradients.
     sym = 0.5 * (strain + strain.transpose(-1, -2))
     eye = torch.eye(3, dtype=cell.dtype, device=cell.device)
-    strained_positions = torch.einsum("ni,nij->nj", positions, eye + sym[batch])
+    # Per-structure product without gathering the strain per atom (whose backward would
+    # accumulate N contributions into the 9 B strain entries: see data/segments.py).
+    strained_positions = per_structure_matmul(positions, eye + sym, batch)
     strained_cell = torch.einsum("bki,bij->bkj", cell, eye + sym)
     return strained_positions, strained_cell, strain
 

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import vesin
 
+from .segments import per_structure_matmul
+
 
 def neighbor_list(
     positions: np.ndarray,
@@ -75,5 +77,8 @@ def edge_vectors(
         (E, 3) Å.
     """
     i, j = edge_index[0], edge_index[1]
-    shift = torch.einsum("ek,ekl->el", cell_shifts, cell[batch[i]])
-    return positions[j] - positions[i] + shift
+    # S_ij @ cell of the edge's structure, without gathering the cell per edge: the
+    # backward of cell[batch[i]] accumulates E contributions into 9 B entries (195 ms
+    # for 0.8 M edges on an H200 against 0.5 ms for the product; data/segments.py).
+    shift = per_structure_matmul(cell_shifts, cell, batch.index_select(0, i))
+    return positions.index_select(0, j) - positions.index_select(0, i) + shift

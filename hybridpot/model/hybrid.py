@@ -17,6 +17,7 @@ import torch
 
 from .. import keys
 from ..data.graph import AtomicGraph
+from ..data.segments import segment_sum
 from ..derivatives import apply_strain, cell_volume, forces_and_stress_from_gradients, voigt
 from ..electrostatics import Electrostatics
 from ..nn import EquivariantNetwork
@@ -155,14 +156,11 @@ class HybridModel(torch.nn.Module):
         energies = energies_short + energies_coulomb
 
         def per_structure(values: torch.Tensor) -> torch.Tensor:
-            return torch.zeros(num_graphs, dtype=values.dtype, device=values.device).index_add(
-                0, graph.batch, values
-            )
+            return segment_sum(values, graph.batch, num_graphs)
 
         energy = per_structure(energies)
         periodic = graph.pbc.any(dim=-1)
-        dipole = torch.zeros(num_graphs, 3, dtype=charges.dtype, device=charges.device)
-        dipole = dipole.index_add(0, graph.batch, charges[:, None] * graph.positions)
+        dipole = segment_sum(charges[:, None] * graph.positions, graph.batch, num_graphs)
         dipole = torch.where(periodic[:, None], torch.zeros_like(dipole), dipole)
 
         results = {

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numbers
 
 import torch
+
+from ..data.segments import gather_segments, segment_sum
 from e3nn import nn as e3nn_nn
 from e3nn import o3
 
@@ -52,12 +54,10 @@ def project_charges(
     """
     if weights is None:
         weights = torch.ones_like(q_tilde)
-    sum_q = torch.zeros(num_graphs, dtype=q_tilde.dtype, device=q_tilde.device)
-    sum_q = sum_q.index_add(0, batch, q_tilde)
-    sum_w = torch.zeros(num_graphs, dtype=weights.dtype, device=weights.device)
-    sum_w = sum_w.index_add(0, batch, weights)
+    sum_q = segment_sum(q_tilde, batch, num_graphs)
+    sum_w = segment_sum(weights, batch, num_graphs)
     excess_per_weight = (total_charge.to(q_tilde.dtype) - sum_q) / sum_w.clamp_min(W_MIN)
-    return q_tilde + weights * excess_per_weight[batch]
+    return q_tilde + weights * gather_segments(excess_per_weight, batch)
 
 
 def _check_mlp(widths, name: str) -> tuple[int, ...]:
