@@ -2,30 +2,58 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
+import numbers
+
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from . import keys
 from .data.graph import graph_from_atoms
+from .derivatives import VOIGT_INDICES
+from .device import resolve_device
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+# Properties that need the derivative pass (forces and dE/dq come from the same backward).
+_NEEDS_FORCES = {"forces", "electrostatic_potential"}
 
 
 class HybridCalculator(Calculator):
     """Energy, forces, stress and charges of a hybrid model, through ASE.
 
     Args:
-        model: a :class:`hybridpot.model.HybridModel` (or None with ``model_path``).
+        model: a :class:`hybridpot.model.HybridModel` (or None with ``model_path``). It is
+            never modified: when it has another dtype or device than asked, or is in
+            training mode, the calculator works on a copy (``copy.deepcopy``), so later
+            changes to ``model`` are not seen; otherwise it uses ``model`` itself.
         model_path: a file written by :func:`hybridpot.save_model`.
-        device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+        device: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"mps"``; a device this
+            machine lacks is a ValueError.
         dtype: ``"float64"`` (default) or ``"float32"``.
+        total_charge_key: the ``atoms.info`` key of the total charge; default: the key the
+            model was trained with (stored in the model file; ``"charge"`` for models that
+            did not store one).
 
     Results: ``energy``/``free_energy`` (eV), ``energies`` (N, eV), ``forces`` (N×3, eV/Å),
-    ``stress`` (6, Voigt, eV/Å³, ASE sign; fully periodic cells only), ``charges`` (N, e),
-    and the extras ``energy_short``, ``energy_coulomb`` (eV), ``dipole`` (3, e·Å; zeros for
-    periodic cells) and ``electrostatic_potential`` (N, eV/e). The total charge is read
-    from ``atoms.info["charge"]`` (default 0). Results are reused while nothing changed.
+    ``stress`` (6, Voigt, eV/Å³, ASE sign), ``charges`` (N, e), and the extras
+    ``energy_short``, ``energy_coulomb`` (eV), ``dipole`` (3, e·Å; non-periodic structures
+    only) and ``electrostatic_potential`` (N, eV/e, dE/dq_i). Only what is asked for is
+    computed: an energy-only call skips the derivative pass, forces skip the stress.
+    Results are reused while nothing changed (positions, cell, pbc, numbers or the total
+    charge).
+
+    Stress: fully periodic cells get the full stress (1/V) dE/dε. A slab (exactly one
+    non-periodic axis) gets the in-plane stress, normalised by the volume of the cell as
+    given: V = area × the cell's length along the non-periodic axis (the ASE/LAMMPS
+    convention, the volume ``atoms.get_volume()`` and ASE's cell filters use); the
+    components that involve the non-periodic axis are zero. Its lattice can then be
+    relaxed with e.g. ``FrechetCellFilter(atoms, mask=[1, 1, 0, 0, 0, 1])`` (z vacuum). A
+    slab whose cell has no length along the non-periodic axis has no stress (ValueError);
+    molecules have none (PropertyNotImplementedError).
     """
 
     implemented_properties = [
@@ -38,6 +66,7 @@ class HybridCalculator(Calculator):
         "energy_short",
         "energy_coulomb",
         "dipole",
+        "electrostatic_potential",
     ]
 
     def __init__(
@@ -46,6 +75,7 @@ class HybridCalculator(Calculator):
         model_path=None,
         device: str = "cpu",
         dtype: str = "float64",
+        total_charge_key: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -55,47 +85,134 @@ class HybridCalculator(Calculator):
             raise ValueError("give exactly one of model= or model_path=")
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        self.dtype = _DTYPES[dtype]
+        self.device = resolve_device(device)
         if model is None:
             model = load_model(model_path)
-        self.dtype = _DTYPES[dtype]
-        self.device = torch.device(device)
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        elif not isinstance(model, torch.nn.Module) or not hasattr(model, "cutoff"):
+            raise TypeError(
+                f"model must be a hybridpot HybridModel, got {type(model).__name__}"
+            )
+        self.model = self._prepared(model)
+        if total_charge_key is None:
+            from .model.io import model_total_charge_key
+
+            total_charge_key = model_total_charge_key(model)
+        if not isinstance(total_charge_key, str) or not total_charge_key:
+            raise ValueError(
+                f"total_charge_key must be a non-empty string, got {total_charge_key!r}"
+            )
+        self.total_charge_key = total_charge_key
         self._last_charge: float | None = None
+
+    def _prepared(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` in eval mode on the calculator's dtype and device, without touching
+        the caller's object: a deep copy when anything must change."""
+        tensors = [*model.parameters(), *model.buffers()]
+        floats = [t for t in tensors if t.is_floating_point()]
+        same = (
+            not model.training
+            and all(t.dtype == self.dtype for t in floats)
+            and all(t.device == self.device for t in tensors)
+        )
+        if same:
+            return model
+        return copy.deepcopy(model).to(device=self.device, dtype=self.dtype).eval()
+
+    # ------------------------------------------------------------------ total charge
+    def total_charge(self, atoms) -> float:
+        """The total charge (e) of ``atoms``: ``atoms.info[total_charge_key]``, default 0.
+
+        Raises:
+            ValueError: the value is not a finite number.
+        """
+        value = atoms.info.get(self.total_charge_key, 0.0)
+        try:
+            charge = float(value)
+        except (TypeError, ValueError):
+            charge = math.nan
+        if not math.isfinite(charge):
+            raise ValueError(
+                f"atoms.info[{self.total_charge_key!r}] (the total charge, e) must be a "
+                f"finite number, got {value!r}"
+            )
+        return charge
 
     def check_state(self, atoms, tol=1e-15):
         changes = super().check_state(atoms, tol)
         # A change of total charge must invalidate the cache as well.
-        if self._last_charge is not None and float(atoms.info.get("charge", 0.0)) != (
-            self._last_charge
-        ):
-            changes.append("initial_charges")
+        if self._last_charge is not None:
+            value = atoms.info.get(self.total_charge_key, 0.0)
+            if not isinstance(value, numbers.Real) or float(value) != self._last_charge:
+                changes.append("initial_charges")
         return changes
 
+    def _with_total_charge(self, graph, charge: float):
+        """``graph`` with its total charge set from the calculator's key."""
+        total = torch.full_like(graph.total_charge, charge)
+        return dataclasses.replace(graph, total_charge=total)
+
+    # ------------------------------------------------------------------ stress of slabs
+    @staticmethod
+    def _slab_stress(virial: np.ndarray, atoms) -> np.ndarray:
+        """In-plane stress (3, 3) eV/Å³ of a slab from the model's virial -dE/dε (eV).
+
+        stress = -virial / V with V = |det cell| of the cell as given (area × the cell's
+        length along the non-periodic axis, the ASE/LAMMPS convention); rows and columns
+        of the non-periodic axis are set to zero (no strain acts along the vacuum).
+        """
+        axis = [bool(p) for p in atoms.pbc].index(False)
+        volume = abs(float(np.linalg.det(np.asarray(atoms.cell))))
+        if not volume > 0:
+            raise ValueError(
+                f"the stress of a slab is normalised by the cell's length along the "
+                f"non-periodic axis {axis}, but atoms.cell[{axis}] is "
+                f"{np.asarray(atoms.cell)[axis].tolist()}: give it the slab's thickness "
+                f"(e.g. atoms.cell[{axis}, {axis}] = vacuum + slab height)"
+            )
+        stress = -virial / volume
+        stress[axis, :] = 0.0
+        stress[:, axis] = 0.0
+        return stress
+
+    # ------------------------------------------------------------------ calculation
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        self._last_charge = float(atoms.info.get("charge", 0.0))
+        charge = self.total_charge(atoms)
         graph = graph_from_atoms(atoms, self.model.cutoff, dtype=self.dtype).to(self.device)
-        periodic = bool(atoms.pbc.all())
-        out = self.model(graph, compute_forces=True, compute_stress=periodic)
+        graph = self._with_total_charge(graph, charge)
+        self._last_charge = charge
+        n_periodic = int(np.sum(atoms.pbc))
+        stress_defined = n_periodic == 3 or n_periodic == 2
+        want_stress = "stress" in properties and stress_defined
+        want_forces = bool(_NEEDS_FORCES & set(properties)) or want_stress
+        out = self.model(graph, compute_forces=want_forces, compute_stress=want_stress)
 
         def numpy(key):
             return out[key].detach().cpu().double().numpy()
 
         energy = float(numpy(keys.ENERGY)[0])
-        self.results = {
+        results = {
             "energy": energy,
             "free_energy": energy,
             "energies": numpy(keys.ENERGIES),
-            "forces": numpy(keys.FORCES),
             "charges": numpy(keys.CHARGES),
             "energy_short": float(numpy(keys.ENERGY_SHORT)[0]),
             "energy_coulomb": float(numpy(keys.ENERGY_COULOMB)[0]),
-            "dipole": numpy(keys.DIPOLE)[0],
-            "electrostatic_potential": numpy(keys.POTENTIAL),
         }
-        if periodic:
-            self.results["stress"] = numpy(keys.STRESS_VOIGT)[0]
-        for key, value in self.results.items():
+        if n_periodic == 0:  # a dipole is defined only without periodic images
+            results["dipole"] = numpy(keys.DIPOLE)[0]
+        if want_forces:
+            results["forces"] = numpy(keys.FORCES)
+            results["electrostatic_potential"] = numpy(keys.POTENTIAL)
+        if want_stress:
+            if n_periodic == 3:
+                results["stress"] = numpy(keys.STRESS_VOIGT)[0]
+            else:
+                stress = self._slab_stress(numpy(keys.VIRIAL)[0], atoms)
+                results["stress"] = np.array([stress[a, b] for a, b in VOIGT_INDICES])
+        for key, value in results.items():
             if not np.all(np.isfinite(value)):
                 raise FloatingPointError(f"the model returned non-finite {key}; atoms: {atoms}")
+        self.results = results

@@ -3,15 +3,22 @@
 A model file is ``torch.save`` of a plain dict:
 
     {"format_version": int, "config": JSON str, "metadata": JSON str,
-     "state_dict": {name: tensor}}
+     "data_keys": {"total_charge": str}, "state_dict": {name: tensor}}
 
 and is read with ``torch.load(..., weights_only=True)``, so a file from a stranger cannot
 run code: anything but tensors and plain containers is refused. Writes are atomic
 (temporary file in the same folder, then ``os.replace``), so a crash never leaves a
 half-written file in place of a good one. Each older format version has one upgrade
-function in ``_UPGRADES``.
-"""
+function in ``_UPGRADES``; files of every version are kept as test fixtures
+(``tests/fixtures/``).
 
+Format history:
+
+- 1: format_version, config, metadata, state_dict.
+- 2: ``data_keys`` (the ``atoms.info`` key of the total charge the model was trained
+  with); ``config["atomic_energies"]`` lists every element or none (version 1 read a
+  missing element as 0, which the upgrade writes out).
+"""
 from __future__ import annotations
 
 import json
@@ -21,27 +28,102 @@ from ..atomic import atomic_save, load_weights_only
 from .build import build_model
 from .hybrid import HybridModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+
+def default_total_charge_key() -> str:
+    """The total-charge key of models that stored none: the training default."""
+    from ..train.config import DataConfig
+
+    return DataConfig.total_charge_key
+
+
+def model_total_charge_key(model) -> str:
+    """The ``atoms.info`` key of ``model``'s total charge (set by :func:`load_model` or
+    the trainer; the training default for a model that has none)."""
+    key = getattr(model, "total_charge_key", None)
+    return key if isinstance(key, str) and key else default_total_charge_key()
+
+
+def complete_atomic_energies(config: dict) -> dict:
+    """``config`` with every element in ``atomic_energies`` (missing ones 0 eV, as
+    format 1 read them). Used by the model file and checkpoint upgrades."""
+    config = dict(config)
+    given = config.get("atomic_energies") or {}
+    if given:
+        config["atomic_energies"] = {
+            s: float(given.get(s, 0.0)) for s in config.get("elements", [])
+        } | {s: v for s, v in given.items()}
+    return config
+
+
+def _upgrade_1_to_2(payload: dict) -> dict:
+    config = complete_atomic_energies(json.loads(payload["config"]))
+    return {
+        **payload,
+        "format_version": 2,
+        "config": json.dumps(config),
+        "data_keys": {"total_charge": default_total_charge_key()},
+    }
+
 
 # from_version -> function(payload dict) -> payload dict of version from_version + 1
-_UPGRADES: dict = {}
+_UPGRADES: dict = {1: _upgrade_1_to_2}
 
 
-def save_model(model: HybridModel, path: str | os.PathLike, metadata: dict | None = None) -> None:
+def _saved_state(state: dict) -> dict:
+    """The state entries a model file holds: all but e3nn's constant Wigner-3j tables.
+
+    A fresh model keeps those tables as non-persistent buffers of torch.fx modules, but a
+    ``copy.deepcopy`` of the model (as the ASE calculator makes) registers them as
+    persistent, and a file holding them would not load into a fresh model. They are
+    constants of the architecture, rebuilt by :func:`build_model`, so they are dropped on
+    save and on load.
+    """
+    return {
+        k: v.detach().cpu() for k, v in state.items() if not k.rsplit(".", 1)[-1].startswith("_w3j_")
+    }
+
+
+def save_model(
+    model: HybridModel,
+    path: str | os.PathLike,
+    metadata: dict | None = None,
+    *,
+    total_charge_key: str | None = None,
+) -> None:
     """Write ``model`` (weights + config + format version + optional metadata) to ``path``.
 
     Args:
         model: a :class:`HybridModel`.
         path: destination file (conventionally ``*.pt``); written atomically.
         metadata: JSON-serialisable provenance (training data, date, metrics, ...).
+        total_charge_key: the ``atoms.info`` key of the total charge the model was
+            trained with (the calculator reads it); default: ``model.total_charge_key``
+            when set, else ``"charge"``.
+
+    Raises:
+        TypeError: ``model`` is not a HybridModel, or ``metadata`` is not JSON-serialisable.
+        ValueError: ``total_charge_key`` is not a non-empty string.
     """
     if not isinstance(model, HybridModel):
         raise TypeError(f"model must be a HybridModel, got {type(model).__name__}")
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if total_charge_key is None:
+        total_charge_key = model_total_charge_key(model)
+    if not isinstance(total_charge_key, str) or not total_charge_key:
+        raise ValueError(f"total_charge_key must be a non-empty string, got {total_charge_key!r}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+    try:
+        metadata_text = json.dumps(metadata or {})
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"metadata must be JSON-serialisable: {error}") from None
+    state = _saved_state(model.state_dict())
     payload = {
         "format_version": FORMAT_VERSION,
         "config": json.dumps(model.config),
-        "metadata": json.dumps(metadata or {}),
+        "metadata": metadata_text,
+        "data_keys": {"total_charge": total_charge_key},
         "state_dict": state,
     }
     atomic_save(payload, path)
@@ -52,7 +134,12 @@ def read_model_file(path: str | os.PathLike) -> dict:
     payload = load_weights_only(path, "model file")
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise ValueError(f"{str(path)!r} is not a hybridpot model file (no format_version)")
-    version = int(payload["format_version"])
+    missing = [k for k in ("config", "state_dict") if k not in payload]
+    if missing:
+        raise ValueError(f"model file {str(path)!r} is incomplete: it has no {missing}")
+    version = payload["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{str(path)!r} has an invalid format_version {version!r}")
     if version > FORMAT_VERSION:
         raise ValueError(
             f"{str(path)!r} has format version {version}, newer than this hybridpot "
@@ -68,10 +155,11 @@ def load_model(path: str | os.PathLike) -> HybridModel:
     """Rebuild a model saved by :func:`save_model` (float64 weights are kept as saved)."""
     payload = read_model_file(path)
     model = build_model(json.loads(payload["config"]))
-    state = payload["state_dict"]
+    state = _saved_state(payload["state_dict"])
     dtype = next((v.dtype for v in state.values() if v.is_floating_point()), None)
     if dtype is not None:
         model = model.to(dtype)
     model.load_state_dict(state)
     model.metadata = json.loads(payload.get("metadata", "{}"))
+    model.total_charge_key = payload["data_keys"]["total_charge"]
     return model
