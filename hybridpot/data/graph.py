@@ -47,6 +47,7 @@ class AtomicGraph:
     cell_shifts: torch.Tensor
     cutoff: float
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
+    _plans: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -82,6 +83,21 @@ class AtomicGraph:
             self.batch,
         )
 
+    # ------------------------------------------------------------------ long range
+    def coulomb_plan(self, electrostatics):
+        """The :class:`~hybridpot.electrostatics.plan.CoulombPlan` of this graph for
+        ``electrostatics`` (an :class:`~hybridpot.electrostatics.Electrostatics`).
+
+        Built on first use and kept with the graph, like its edges (both are valid for
+        the positions the graph was built with): repeated calls on the same graph (MD
+        inner loops, benchmarks, the epochs of a cached batch) skip the host work.
+        """
+        plan = self._plans.get(electrostatics.settings)
+        if plan is None:
+            plan = electrostatics.plan(self.positions, self.cell, self.pbc, self.batch)
+            self._plans = {electrostatics.settings: plan}
+        return plan
+
     # ------------------------------------------------------------------ conversion
     def to(self, device=None, dtype: torch.dtype | None = None) -> AtomicGraph:
         """A copy on ``device`` with float tensors (and float labels) cast to ``dtype``."""
@@ -97,6 +113,7 @@ class AtomicGraph:
             if isinstance(getattr(self, f.name), torch.Tensor)
         }
         changes["labels"] = {k: move(v) for k, v in self.labels.items()}
+        changes["_plans"] = {k: p.to(device, dtype) for k, p in self._plans.items()}
         return replace(self, **changes)
 
     @property

@@ -85,7 +85,9 @@ def coulomb(
     positions.requires_grad_(True)
     strained_positions, strained_cell, strain = apply_strain(positions, cell, batch)
 
-    energy = model(strained_positions, strained_cell, pbc, charges_t, batch).sum()
+    energy = model(
+        strained_positions, strained_cell, pbc, charges_t, batch, proportional_upstream=True
+    ).sum()
     inputs = [positions, charges_t] + ([strain] if periodic else [])
     grads = torch.autograd.grad(energy, inputs, allow_unused=True)
     grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]

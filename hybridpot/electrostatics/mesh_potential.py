@@ -25,6 +25,14 @@ autograd through the p^3 outer products, the gather and two more FFTs (which cos
 as much as the forward pass, twice). Cell gradients (stress) flow through u (positions .
 cell^-1) and through G (the filter depends on the cell) by ordinary autograd outside.
 
+Several structures that share a mesh shape go through one batched mesh: each atom carries
+the index ``slot`` of its structure, the mesh has a leading dimension G (one mesh per
+structure), the FFTs are batched over it, and ``kfilter`` has one filter per structure.
+When the caller knows that the upstream gradient is ``c_b q_i`` with one constant per
+structure (an energy summed per structure, ``proportional_upstream=True``), c_b is the
+least-squares ratio within each structure and no further FFT is needed; otherwise the
+general formula is used. Neither path synchronises with the host.
+
 When the backward pass itself must be differentiable (``create_graph=True``, training on
 forces), the Function recomputes the same chain with differentiable torch operations
 and differentiates that (exact second derivatives, at the cost of one more forward pass).
@@ -46,29 +54,41 @@ def _nodes_and_offsets(scaled: torch.Tensor, nodes: int):
     return nearest, scaled - nearest
 
 
-def _flat_index(nearest: torch.Tensor, nodes: int, shape: tuple[int, int, int]) -> torch.Tensor:
-    """Flat mesh indices (N, p, p, p) of each atom's p^3 nodes (wrapping periodically)."""
+def _flat_index(
+    nearest: torch.Tensor, nodes: int, shape: tuple[int, int, int], slot: torch.Tensor
+) -> torch.Tensor:
+    """Flat indices (N, p, p, p) of each atom's p^3 nodes in the (G, nx, ny, nz) meshes
+    (wrapping periodically inside the mesh of the atom's structure ``slot``)."""
     first = 1 - (nodes + 1) // 2
     steps = torch.arange(first, first + nodes, device=nearest.device)
     ns = torch.tensor(shape, device=nearest.device)
     index = (nearest.long()[:, :, None] + steps) % ns[None, :, None]  # (N, 3, p)
     ix, iy, iz = index[:, 0], index[:, 1], index[:, 2]
     plane = (ix * shape[1])[:, :, None] + iy[:, None, :]  # (N, p, p)
-    return (plane * shape[2])[:, :, :, None] + iz[:, None, None, :]
+    local = (plane * shape[2])[:, :, :, None] + iz[:, None, None, :]
+    return local + (slot * (shape[0] * shape[1] * shape[2]))[:, None, None, None]
 
 
-def _spread(values, wx, wy, wz, flat, shape):
-    """Assign (N,) values to the mesh with separable weights (N, p) each: (nx, ny, nz)."""
+def _spread(values, wx, wy, wz, flat, shape, num_slots: int):
+    """Assign (N,) values with separable weights (N, p) each: meshes (G, nx, ny, nz)."""
     weights = (values[:, None] * wx)[:, :, None, None] * wy[:, None, :, None]
     weights = weights * wz[:, None, None, :]
-    mesh = torch.zeros(shape[0] * shape[1] * shape[2], dtype=values.dtype, device=values.device)
-    return mesh.index_add(0, flat.reshape(-1), weights.reshape(-1)).reshape(shape)
+    size = num_slots * shape[0] * shape[1] * shape[2]
+    mesh = torch.zeros(size, dtype=values.dtype, device=values.device)
+    mesh = mesh.index_add(0, flat.reshape(-1), weights.reshape(-1))
+    return mesh.reshape(num_slots, *shape)
 
 
 def _convolve(rho: torch.Tensor, kfilter: torch.Tensor):
-    """(rfft(rho), K rho) with torch-pme's normalisation (no 1/M in either direction)."""
-    spectrum = torch.fft.rfftn(rho, norm="backward")
-    return spectrum, torch.fft.irfftn(spectrum * kfilter, s=rho.shape, norm="forward")
+    """(rfft(rho), K rho) per mesh, torch-pme's normalisation (no 1/M in either direction).
+
+    Args:
+        rho: (G, nx, ny, nz); kfilter: (G, nx, ny, nz // 2 + 1).
+    """
+    dims = (-3, -2, -1)
+    spectrum = torch.fft.rfftn(rho, dim=dims, norm="backward")
+    psi = torch.fft.irfftn(spectrum * kfilter, s=rho.shape[-3:], dim=dims, norm="forward")
+    return spectrum, psi
 
 
 def _gather(mesh: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
@@ -120,17 +140,23 @@ def _weights_and_derivatives(weight_fn, offsets: torch.Tensor):
     return weights, shifted.imag / step
 
 
-def mesh_potential_autograd(scaled, charges, kfilter, weight_fn, nodes: int, shape):
+def mesh_potential_autograd(
+    scaled, charges, kfilter, weight_fn, nodes: int, shape, slot=None
+) -> torch.Tensor:
     """The mesh potential phi (N,) with plain differentiable torch operations.
 
     Same arguments as :func:`mesh_potential`; used for double backward and as its test
     reference.
     """
+    if kfilter.ndim == 3:
+        kfilter = kfilter[None]
+    if slot is None:
+        slot = torch.zeros(scaled.shape[0], dtype=torch.int64, device=scaled.device)
     nearest, offsets = _nodes_and_offsets(scaled, nodes)
     w = weight_fn(offsets)  # (p, N, 3)
     wx, wy, wz = (w[:, :, a].T for a in range(3))
-    flat = _flat_index(nearest, nodes, shape)
-    rho = _spread(charges, wx, wy, wz, flat, shape)
+    flat = _flat_index(nearest, nodes, shape, slot)
+    rho = _spread(charges, wx, wy, wz, flat, shape, kfilter.shape[0])
     _, psi = _convolve(rho, kfilter)
     phi, _ = _interpolate(_gather(psi, flat), wx, wy, wz)
     return phi
@@ -138,52 +164,58 @@ def mesh_potential_autograd(scaled, charges, kfilter, weight_fn, nodes: int, sha
 
 class _MeshPotential(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scaled, charges, kfilter, weight_fn, nodes, shape):
+    def forward(ctx, scaled, charges, kfilter, slot, weight_fn, nodes, shape, proportional):
+        num_slots = kfilter.shape[0]
         nearest, offsets = _nodes_and_offsets(scaled, nodes)
         w, dw = _weights_and_derivatives(weight_fn, offsets)
         wx, wy, wz = (w[:, :, a].T.contiguous() for a in range(3))
         dwx, dwy, dwz = (dw[:, :, a].T.contiguous() for a in range(3))
-        flat = _flat_index(nearest, nodes, shape)
-        rho = _spread(charges, wx, wy, wz, flat, shape)
+        flat = _flat_index(nearest, nodes, shape, slot)
+        rho = _spread(charges, wx, wy, wz, flat, shape, num_slots)
         spectrum, psi = _convolve(rho, kfilter)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         if need_grad:
             phi, grad_phi = _interpolate(_gather(psi, flat), wx, wy, wz, dwx, dwy, dwz)
         else:
             phi, grad_phi = _interpolate(_gather(psi, flat), wx, wy, wz)
-        ctx.save_for_backward(scaled, charges, kfilter, phi, grad_phi, spectrum)
+        ctx.save_for_backward(scaled, charges, kfilter, slot, phi, grad_phi, spectrum)
         ctx.mesh = (wx, wy, wz, dwx, dwy, dwz, flat)
         ctx.weight_fn, ctx.nodes, ctx.shape = weight_fn, nodes, shape
+        ctx.proportional = proportional
         return phi
 
     @staticmethod
     def backward(ctx, grad):
-        scaled, charges, kfilter, phi, grad_phi, spectrum = ctx.saved_tensors
+        scaled, charges, kfilter, slot, phi, grad_phi, spectrum = ctx.saved_tensors
         needs = ctx.needs_input_grad[:3]
+        none = (None,) * 5
         if torch.is_grad_enabled():
             # create_graph=True: differentiate a differentiable recomputation instead.
             inputs = [x for x, need in zip((scaled, charges, kfilter), needs) if need]
             with torch.enable_grad():
                 phi_ad = mesh_potential_autograd(
-                    scaled, charges, kfilter, ctx.weight_fn, ctx.nodes, ctx.shape
+                    scaled, charges, kfilter, ctx.weight_fn, ctx.nodes, ctx.shape, slot
                 )
                 grads = iter(torch.autograd.grad(phi_ad, inputs, grad, create_graph=True))
-            return tuple(next(grads) if need else None for need in needs) + (None,) * 3
+            return tuple(next(grads) if need else None for need in needs) + none
 
         wx, wy, wz, dwx, dwy, dwz, flat = ctx.mesh
-        # Is the upstream gradient a multiple of the charges (an energy sum q_i phi_i)?
-        # The ratio is taken at the largest charge (one rounding; a dot product would
-        # add N roundings), and the test allows a few roundings of the largest |g|.
-        k = torch.argmax(charges.abs())
-        scale = grad[k] / charges[k] if bool(charges[k] != 0) else grad.new_zeros(())
-        tolerance = 8 * torch.finfo(grad.dtype).eps * grad.abs().max()
-        if bool((grad - scale * charges).abs().max() <= tolerance):
+        num_slots = kfilter.shape[0]
+        if ctx.proportional:
+            # g_i = c_b q_i (an energy sum_i q_i phi_i times a constant per structure):
+            # c_b = sum g q / sum q^2 within the structure (exact for such a g), and every
+            # gradient scales the forward mesh's own: dL/dq = c phi, dL/du = 2 c q grad phi.
+            zeros = torch.zeros(num_slots, dtype=grad.dtype, device=grad.device)
+            gq = zeros.index_add(0, slot, grad * charges)
+            qq = zeros.index_add(0, slot, charges * charges)
+            scale_b = torch.where(qq > 0, gq / torch.where(qq > 0, qq, 1.0), 0.0)
+            scale = scale_b.index_select(0, slot)
             grad_q = scale * phi if needs[1] else None
-            grad_u = (2.0 * scale) * charges[:, None] * grad_phi if needs[0] else None
-            spectrum_g = scale * spectrum
+            grad_u = (2.0 * scale * charges)[:, None] * grad_phi if needs[0] else None
+            spectrum_g = scale_b[:, None, None, None] * spectrum
         else:
             # General upstream gradient: one more assignment, convolution and gather.
-            rho_g = _spread(grad, wx, wy, wz, flat, ctx.shape)
+            rho_g = _spread(grad, wx, wy, wz, flat, ctx.shape, num_slots)
             spectrum_g, psi_g = _convolve(rho_g, kfilter)
             phi_g, grad_phi_g = _interpolate(_gather(psi_g, flat), wx, wy, wz, dwx, dwy, dwz)
             grad_q = phi_g if needs[1] else None
@@ -192,7 +224,7 @@ class _MeshPotential(torch.autograd.Function):
         if needs[2]:
             mult = _half_spectrum_multiplicity(ctx.shape, kfilter.dtype, kfilter.device)
             grad_kfilter = mult * (spectrum * spectrum_g.conj()).real
-        return grad_u, grad_q, grad_kfilter, None, None, None
+        return (grad_u, grad_q, grad_kfilter) + none
 
 
 def mesh_potential(
@@ -202,6 +234,9 @@ def mesh_potential(
     weight_fn,
     nodes: int,
     shape: tuple[int, int, int],
+    slot: torch.Tensor | None = None,
+    *,
+    proportional_upstream: bool = False,
 ) -> torch.Tensor:
     """Mesh potential phi_i = sum_n W_i(n) (K rho)(n) at every atom, analytic backward.
 
@@ -210,16 +245,27 @@ def mesh_potential(
             n_mesh * (r . cell^-1) (differentiable: carries the position and cell
             dependence).
         charges: (N,) e.
-        kfilter: (nx, ny, nz // 2 + 1) real k-space filter G(k) on the rfft half
-            spectrum (differentiable: carries the cell dependence of the kernel).
+        kfilter: (G, nx, ny, nz // 2 + 1) real k-space filters G(k) on the rfft half
+            spectrum, one per structure (differentiable: carries the cell dependence of
+            the kernel); (nx, ny, nz // 2 + 1) for a single structure.
         weight_fn: maps offsets (N, 3) in mesh steps to 1D weights (p, N, 3)
             (torch-pme's ``_compute_1d_weights``, Lagrange or B-spline).
         nodes: p, interpolation nodes per axis.
         shape: (nx, ny, nz) mesh points.
+        slot: (N,) int64 structure of each atom in [0, G) (None: all in structure 0).
+        proportional_upstream: promise that the gradient arriving at phi is c_b q_i
+            with one constant per structure (phi only enters sum_i q_i phi_i per
+            structure, differentiated once): the backward then needs no further FFT.
 
     Returns:
         (N,) phi in (charge units) x (filter units), before torch-pme's division by the
         volume; differentiable w.r.t. ``scaled``, ``charges`` and ``kfilter`` (also
         twice: the backward pass of a ``create_graph`` call is differentiable).
     """
-    return _MeshPotential.apply(scaled, charges, kfilter, weight_fn, nodes, tuple(shape))
+    if kfilter.ndim == 3:
+        kfilter = kfilter[None]
+    if slot is None:
+        slot = torch.zeros(scaled.shape[0], dtype=torch.int64, device=scaled.device)
+    return _MeshPotential.apply(
+        scaled, charges, kfilter, slot, weight_fn, nodes, tuple(shape), proportional_upstream
+    )

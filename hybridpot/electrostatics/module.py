@@ -8,8 +8,11 @@ Routing by each structure's pbc:
     (F, F, F)             direct pair sum (whatever the method: nothing is periodic)
     anything else         ValueError
 
-torch-pme's mesh methods do not batch, so structures are handled one by one; parameters
-are chosen per structure from ``accuracy`` (``tuning``) and cached per (cell, N, pbc).
+A batch is summed in one pass (:mod:`.batched`): parameters are chosen per structure from
+``accuracy`` (``tuning``, cached per (cell, N)), and the plan of the batch (one real-space
+pair list for all structures, one mesh per group of structures sharing a mesh shape) is
+built on the host once per geometry (:mod:`.plan`), so the differentiable sum has no
+Python loop over structures (except for the Ewald method) and no host sync.
 """
 
 from __future__ import annotations
@@ -20,9 +23,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from .direct import direct_energies
-from .periodic import periodic_potentials
-from .slab import choose_gap, slab_axis, slab_energies, slab_geometry, validate_slab_cell
+from .batched import coulomb_energies
+from .plan import CoulombPlan, build_plan
 from .tuning import CoulombParameters, choose_parameters, validate_overrides
 
 #: Accepted values of ``method``.
@@ -57,12 +59,13 @@ def check_method(method) -> str:
     return method
 
 
-def validate_inputs(positions, cell, pbc, charges, batch) -> None:
-    """Shapes, dtypes and values of :meth:`Electrostatics.forward`'s arguments.
+def validate_shapes(positions, cell, pbc, charges, batch) -> None:
+    """Types, dtypes and shapes of :meth:`Electrostatics.forward`'s arguments (no host
+    sync).
 
     Raises:
         TypeError: wrong type or dtype, naming the argument.
-        ValueError: wrong shape, non-finite values, batch indices out of range.
+        ValueError: wrong shape.
     """
     for name, value in (
         ("positions", positions),
@@ -103,6 +106,17 @@ def validate_inputs(positions, cell, pbc, charges, batch) -> None:
             f"batch must be an int64 tensor of shape (N,) = ({n},), "
             f"got {batch.dtype} {tuple(batch.shape)}"
         )
+
+
+def validate_inputs(positions, cell, pbc, charges, batch) -> None:
+    """:func:`validate_shapes` plus the values: finite, batch indices in range.
+
+    Raises:
+        TypeError: wrong type or dtype, naming the argument.
+        ValueError: wrong shape, non-finite values, batch indices out of range.
+    """
+    validate_shapes(positions, cell, pbc, charges, batch)
+    n, n_graphs = positions.shape[0], cell.shape[0]
     if n and (int(batch.min()) < 0 or int(batch.max()) >= n_graphs):
         raise ValueError(
             f"batch values must be in [0, {n_graphs}), got {batch.min()}..{batch.max()}"
@@ -114,16 +128,6 @@ def validate_inputs(positions, cell, pbc, charges, batch) -> None:
             raise ValueError(
                 f"{name} must be finite, got {value.detach()[tuple(where)]} at {where}"
             )
-
-
-def _check_periodic_cell(cell: np.ndarray, structure: int) -> None:
-    lengths = np.linalg.norm(cell, axis=1)
-    volume = abs(float(np.linalg.det(cell)))
-    if not volume > 1e-10 * float(np.prod(lengths)) or volume == 0:
-        raise ValueError(
-            f"cell of structure {structure} is singular (volume {volume:.3g} Å^3, "
-            f"rows {cell.tolist()}); a periodic cell needs three independent vectors"
-        )
 
 
 #: Tightest relative force accuracy asked of a float32 sum; below it the sum runs in float64.
@@ -242,6 +246,20 @@ class Electrostatics(torch.nn.Module):
                 self._cache.popitem(last=False)
         return params
 
+    @property
+    def settings(self) -> tuple:
+        """What a :class:`~.plan.CoulombPlan` built by this module depends on."""
+        return (self.sigma_q, self.method, self.accuracy, tuple(sorted(self.overrides.items())))
+
+    def plan(self, positions, cell, pbc, batch) -> CoulombPlan:
+        """Plan the sum of a batch (parameters, pair list, mesh groups): host work, once
+        per geometry; :meth:`forward` then needs no host sync. Validates the inputs.
+
+        Args: as :meth:`forward` (charges are not needed).
+        """
+        validate_inputs(positions, cell, pbc, torch.zeros_like(positions[:, 0]), batch)
+        return build_plan(self, positions, cell, pbc, batch)
+
     def forward(
         self,
         positions: torch.Tensor,
@@ -249,6 +267,9 @@ class Electrostatics(torch.nn.Module):
         pbc: torch.Tensor,
         charges: torch.Tensor,
         batch: torch.Tensor,
+        *,
+        plan: CoulombPlan | None = None,
+        proportional_upstream: bool = False,
     ) -> torch.Tensor:
         """Per-atom Coulomb energies; their sum per structure is E_coulomb.
 
@@ -258,83 +279,51 @@ class Electrostatics(torch.nn.Module):
             pbc: (B, 3) bool.
             charges: (N,) e, same dtype as positions.
             batch: (N,) int64 structure index of each atom.
+            plan: from :meth:`plan` for these positions (None: built here, with the
+                value checks that need the host).
+            proportional_upstream: the result will only be differentiated through its
+                sum per structure, once (forces, stress, dE/dq without create_graph):
+                lets the mesh backward reuse the forward mesh.
 
         Returns:
             (N,) eV: atom i's share q_i V_i (V_i: half the potential of all other
             charges and images at atom i); differentiable w.r.t. positions, cell and
             charges.
         """
-        validate_inputs(positions, cell, pbc, charges, batch)
+        if plan is None:
+            validate_inputs(positions, cell, pbc, charges, batch)
+            plan = build_plan(self, positions, cell, pbc, batch)
+        else:
+            validate_shapes(positions, cell, pbc, charges, batch)
+            if plan.settings != self.settings or plan.num_graphs != cell.shape[0]:
+                raise ValueError(
+                    "plan was built for other settings or another batch: "
+                    f"{plan.settings} for {plan.num_graphs} structures, this module has "
+                    f"{self.settings} and the batch {cell.shape[0]} structures"
+                )
         if positions.dtype == torch.float32 and self.accuracy < FLOAT32_ACCURACY_FLOOR:
             # float32 round-off in the mesh sum alone reaches ~1e-5 relative force error
             # for 64,000 ions (measured: 1.09e-5 at a 1e-5 target), so a tighter target
             # is honoured by summing in float64 and returning float32 (gradients flow
             # through the casts).
-            return self.forward(positions.double(), cell.double(), pbc, charges.double(), batch).to(
-                torch.float32
-            )
-        energies = torch.zeros_like(charges)
-        pbc_rows = pbc.detach().cpu().tolist()
-        for b in range(cell.shape[0]):
-            index = torch.nonzero(batch == b).flatten()
-            if index.numel() == 0:
-                continue
-            e_b = self._structure(positions[index], cell[b], pbc_rows[b], charges[index], b)
-            energies = energies.index_put((index,), e_b)
-        return energies
-
-    def _structure(self, positions, cell, pbc, charges, b: int) -> torch.Tensor:
-        route = self.route(pbc, structure=b)
-        if route == "direct":
-            return direct_energies(positions, charges, sigma_q=self.sigma_q, structure=b)
-        cell_np = cell.detach().to("cpu", torch.float64).numpy()
-        n = positions.shape[0]
-        if not route.startswith("slab+"):
-            _check_periodic_cell(cell_np, b)
-            params = self.parameters_for(cell_np, n, abs(float(np.linalg.det(cell_np))))
-            potentials = periodic_potentials(
-                positions,
-                cell,
-                charges,
-                params,
+            energies = coulomb_energies(
+                plan.to(dtype=torch.float64),
+                positions.double(),
+                cell.double(),
+                charges.double(),
+                batch,
                 sigma_q=self.sigma_q,
-                structure=b,
+                proportional_upstream=proportional_upstream,
                 analytic_kspace=self.analytic_kspace,
             )
-            return charges * potentials
-        # A slab: the periodic sum in a cell padded with vacuum, plus the slab correction.
-        axis = slab_axis(pbc)
-        validate_slab_cell(cell_np, axis, b)
-        geometry = slab_geometry(positions.detach().to("cpu", torch.float64).numpy(), cell_np, axis)
-        volume = n * geometry["d"] ** 3
-        periodic_rows = cell_np.copy()
-        periodic_rows[axis] = 0.0
-        params = self.parameters_for(periodic_rows, n, volume)
-        gap = self.overrides.get("slab_gap")
-        if gap is None:
-            gap = choose_gap(
-                geometry["a1"],
-                geometry["a2"],
-                n,
-                geometry["d"],
-                self.accuracy,
-                params.real_space_cutoff,
-                self.sigma_q,
-            )
-        elif gap < params.real_space_cutoff:
-            raise ValueError(
-                f"slab_gap {gap} Å must be >= the real-space cutoff "
-                f"{params.real_space_cutoff:.4g} Å"
-            )
-        length = geometry["thickness"] + gap
-        return slab_energies(
+            return energies.to(torch.float32)
+        return coulomb_energies(
+            plan,
             positions,
             cell,
-            pbc,
             charges,
-            params,
-            length,
+            batch,
             sigma_q=self.sigma_q,
-            structure=b,
+            proportional_upstream=proportional_upstream,
             analytic_kspace=self.analytic_kspace,
         )

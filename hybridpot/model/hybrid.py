@@ -148,8 +148,17 @@ class HybridModel(torch.nn.Module):
         charges = out[keys.CHARGES]
 
         if self.electrostatics is not None:
+            # Differentiated once, through the energy sum, unless create_graph (training
+            # on forces) or no derivative at all (the caller may differentiate later).
+            once = (compute_forces or compute_stress) and not create_graph
             energies_coulomb = self.electrostatics(
-                strained_positions, strained_cell, graph.pbc, charges, graph.batch
+                strained_positions,
+                strained_cell,
+                graph.pbc,
+                charges,
+                graph.batch,
+                plan=graph.coulomb_plan(self.electrostatics),
+                proportional_upstream=once,
             )
         else:
             energies_coulomb = torch.zeros_like(energies_short)

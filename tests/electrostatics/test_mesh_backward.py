@@ -153,27 +153,28 @@ def test_mesh_potential_gradcheck(weights):
     assert torch.allclose(f(scaled, charges, kfilter), ref, rtol=1e-13, atol=1e-13)
 
 
-def test_filter_cache_is_exact_and_follows_the_cell():
-    atoms = _cell(net_charge=0.0, seed=9)
-    model = Electrostatics(accuracy=1e-4)
-    charges = torch.tensor(atoms.get_initial_charges())
-    batch = torch.zeros(len(atoms), dtype=torch.int64)
-    positions = torch.tensor(atoms.positions)
+@pytest.mark.parametrize("method", ["pme", "p3m"])
+def test_batched_filters_equal_torchpme_filters(method):
+    """The batched k-space filters (one per cell) equal torch-pme's (PME) and the
+    lattice-corrected P3M filter, cell by cell, on triclinic cells."""
+    from hybridpot.electrostatics.batched import mesh_filters
+    from hybridpot.electrostatics.kspace import MeshP3M, MeshPME
+    from hybridpot.electrostatics.plan import MeshGroup
+    from hybridpot.electrostatics.potential import GaussianCoulombPotential
 
-    def energy(cell_array):
-        cell = torch.tensor(cell_array)[None]
-        return float(model(positions, cell, PBC, charges, batch).sum())
-
-    kspace_module._FILTER_CACHE.clear()
-    first = energy(atoms.cell.array)
-    assert len(kspace_module._FILTER_CACHE) == 1
-    assert energy(atoms.cell.array) == first  # cached filter: bit-identical
-    scaled_cell = atoms.cell.array * 1.01
-    cached_then_new = energy(scaled_cell)
-    kspace_module._FILTER_CACHE.clear()
-    assert energy(scaled_cell) == cached_then_new  # a new cell got its own filter
-    kspace_module._FILTER_CACHE.clear()
-    assert energy(atoms.cell.array) == first
+    rng = np.random.default_rng(3)
+    cells = torch.tensor(np.eye(3) * 9.0 + rng.normal(scale=0.8, size=(2, 3, 3)))
+    shape, nodes, smearing = (10, 12, 9), 5, (1.3, 1.7)
+    group = MeshGroup(method, nodes, shape, torch.arange(2), torch.arange(2),
+                      torch.arange(2), torch.tensor(smearing, dtype=torch.float64))
+    batched = mesh_filters(group, cells)
+    for g in range(2):
+        potential = GaussianCoulombPotential(smearing=smearing[g], sigma_q=0.5)
+        kind = MeshPME if method == "pme" else MeshP3M
+        calc = kind(potential, shape, interpolation_nodes=nodes).to(torch.float64)
+        calc.kspace_filter.update(cells[g], torch.tensor(shape))
+        ref = calc.kspace_filter._kfilter
+        torch.testing.assert_close(batched[g], ref, rtol=1e-12, atol=1e-12 * float(ref.abs().max()))
 
 
 def test_analytic_kspace_flag_is_checked():
