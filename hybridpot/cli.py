@@ -1,5 +1,6 @@
 """The ``hybridpot`` command: train, evaluate, info and demo.
 
+    hybridpot --version
     hybridpot train config.yaml [key=value ...] [--resume] [--overwrite] [--quiet]
     hybridpot evaluate model.pt data.xyz [-o predictions.xyz]
     hybridpot info model.pt
@@ -15,7 +16,11 @@ import argparse
 import json
 import sys
 import textwrap
+import datetime
+import logging
 from collections.abc import Sequence
+
+from . import __version__
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -35,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--traceback", action="store_true", help="show the full traceback of errors"
     )
+    parser.add_argument("--version", action="version", version=f"hybridpot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser(
@@ -64,12 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--format", default=None, help="ASE format of the data file")
     evaluate.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     defaults = DataConfig()
-    for name in ("energy", "forces", "stress", "charges", "total_charge", "dipole"):
+    for name in ("energy", "forces", "stress", "charges", "dipole"):
         evaluate.add_argument(
             f"--{name.replace('_', '-')}-key",
             default=getattr(defaults, f"{name}_key"),
             help=f"label key of the {name.replace('_', ' ')} (default: %(default)s)",
         )
+    evaluate.add_argument(
+        "--total-charge-key",
+        default=None,
+        help="info key of the total charge (default: the key the model was trained with)",
+    )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
     info = sub.add_parser("info", help="describe a saved model")
@@ -87,26 +98,35 @@ def _parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- commands
 def _train(args: argparse.Namespace) -> int:
     from .train.config import load_config
+    from .train.logs import ConsoleLog
     from .train.metrics import format_table
-    from .train.trainer import Trainer
+    from .train.trainer import TRAIN_LOG, Trainer
 
     config = load_config(args.config, args.overrides)
     if args.quiet:
         config.quiet = True
-    result = Trainer(config, resume=args.resume, overwrite=args.overwrite).fit()
-    print(f"trained {len(result.history)} epochs; best epoch {result.best_epoch}")
-    print(f"model: {result.output_dir / 'model.pt'}")
-    for title, metrics in (("validation", result.metrics), ("test", result.test_metrics)):
-        if metrics:
-            print(f"\n{title} errors:")
-            print(format_table(metrics))
+    with ConsoleLog() as log:
+        trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
+        # Only now is the output folder settled (--overwrite has cleared it, a refused
+        # run has touched nothing): the console output goes to its train.log from here.
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        command = " ".join(["hybridpot", *args.argv])
+        log.start(trainer.out / TRAIN_LOG, f"=== {now} hybridpot {__version__}: {command}")
+        result = trainer.fit()
+        print(f"trained {len(result.history)} epochs; best epoch {result.best_epoch}")
+        print(f"model: {result.output_dir / 'model.pt'}")
+        for title, metrics in (("validation", result.metrics), ("test", result.test_metrics)):
+            if metrics:
+                print(f"\n{title} errors:")
+                print(format_table(metrics))
     return 0
 
 
 def _load_model(path: str, device: str = "cpu"):
-    import torch
-
+    from .device import resolve_device
     from .model import load_model
+
+    device = resolve_device(device, "--device")
 
     try:
         model = load_model(path)
@@ -117,7 +137,7 @@ def _load_model(path: str, device: str = "cpu"):
             f"cannot load model {path!r}: its weights do not match this version of hybridpot "
             f"({detail})"
         ) from None
-    return model.to(torch.device(device))
+    return model.to(device)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -128,7 +148,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    from .model.io import model_total_charge_key
+
     model = _load_model(args.model, args.device)
+    if args.total_charge_key is None:
+        args.total_charge_key = model_total_charge_key(model)
     data_keys = DataConfig(
         format=args.format,
         energy_key=args.energy_key,
@@ -196,6 +220,24 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StderrHandler(logging.Handler):
+    """Warnings of hybridpot's modules as ``hybridpot: warning: ...`` lines on the current
+    ``sys.stderr`` (looked up at each message, so a train.log copy sees them too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"hybridpot: warning: {record.getMessage()}", file=sys.stderr)
+        except Exception:  # noqa: BLE001 (a warning must never stop the command)
+            self.handleError(record)
+
+
+def _log_warnings_to_stderr() -> None:
+    logger = logging.getLogger("hybridpot")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler(logging.WARNING)
+        logger.addHandler(handler)
+
+
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "info": _info, "demo": _demo}
 
 
@@ -206,7 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code: 0 success, 2 user error (bad arguments, config, files, data),
         130 interrupted by Ctrl-C.
     """
+    _log_warnings_to_stderr()
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         # key=value overrides may come after options (train cfg --quiet epochs=3), which
         # argparse alone does not allow: collect the leftovers that look like overrides.
@@ -219,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             unknown = extra
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.argv = argv
     except SystemExit as exit_:  # argparse has printed its usage message
         return int(exit_.code or 0)
     try:

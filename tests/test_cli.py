@@ -229,3 +229,127 @@ def test_usage_errors(capsys):
     assert "invalid choice: 'fit'" in capsys.readouterr().err
     assert main(["--help"]) == 0
     assert "evaluate" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- hardening
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"hybridpot {hybridpot.__version__}"
+
+
+def _mace_style(images):
+    """The same structures with MACE's label names (REF_energy, REF_forces)."""
+    out = []
+    for atoms in images:
+        plain = atoms.copy()
+        plain.info["REF_energy"] = atoms.get_potential_energy()
+        plain.arrays["REF_forces"] = atoms.get_forces()
+        out.append(plain)
+    return out
+
+
+def test_training_on_nothing_stops_and_lists_the_keys(workspace, capsys, tmp_path):
+    data = tmp_path / "mace.xyz"
+    ase.io.write(data, _mace_style(toy_nacl_structures(4, seed=21)), format="extxyz")
+    out_dir = tmp_path / "run"
+    arguments = ["train", str(workspace["config"]), f"data.train={data}", f"output_dir={out_dir}"]
+    assert main([*arguments, "--quiet"]) == 2
+    line = _error_line(capsys)
+    assert "loss.energy is 1 but no training structure has a energy label" in line
+    assert "(key 'energy', data.energy_key)" in line and "'REF_energy'" in line
+    assert "'REF_forces'" in line
+    assert not (out_dir / "model.pt").exists()
+    # With the keys named, the same file trains.
+    keys = ["data.energy_key=REF_energy", "data.forces_key=REF_forces", "epochs=1", "--quiet"]
+    assert main([*arguments, *keys]) == 0
+
+
+def test_partial_labels_are_reported(workspace, capsys, tmp_path):
+    images = toy_nacl_structures(6, seed=22)
+    for atoms in images[:2]:
+        del atoms.calc.results["forces"]
+    data = tmp_path / "partial.xyz"
+    ase.io.write(data, images, format="extxyz")
+    arguments = [f"data.train={data}", f"output_dir={tmp_path / 'run'}", "epochs=1", "--quiet"]
+    assert main(["train", str(workspace["config"]), *arguments]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"warning: forces labels \(data.forces_key: 'forces'\) in \d of \d", err)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("nan", r"\[5\]: positions must be finite"),
+        ("1d", r"\[5\]: pbc \[True, False, False\] is not supported"),
+        ("singular", r"\[5\]: cell is singular"),
+    ],
+)
+def test_bad_structure_is_named_by_its_index_in_the_file(
+    workspace, capsys, tmp_path, change, message
+):
+    images = toy_nacl_structures(8, seed=23)
+    bad = images[5]
+    if change == "nan":
+        bad.positions[1, 2] = np.nan
+    elif change == "1d":
+        bad.pbc = (True, False, False)
+    else:
+        bad.cell[2] = bad.cell[0]
+    data = tmp_path / "bad.xyz"
+    ase.io.write(data, images, format="extxyz")
+    arguments = [f"data.train={data}", f"output_dir={tmp_path / 'run'}", "--quiet"]
+    assert main(["train", str(workspace["config"]), *arguments]) == 2
+    line = _error_line(capsys)
+    assert str(data) in line
+    assert re.search(message, line), line
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda", "cuda:7"])
+def test_unavailable_device_is_a_user_error(workspace, capsys, tmp_path, device):
+    if device != "gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    arguments = [f"device={device}", f"output_dir={tmp_path / 'run'}", "--quiet"]
+    assert main(["train", str(workspace["config"]), *arguments]) == 2
+    line = _error_line(capsys)
+    assert "config key 'device'" in line and repr(device) in line
+    assert not (tmp_path / "run").exists()  # refused before anything was read or written
+    model, data = str(workspace["model"]), str(workspace["data"])
+    assert main(["evaluate", model, data, "--device", device]) == 2
+    assert "--device" in _error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.r_max=4.0", r"unknown model config key 'r_max'; did you mean 'cutoff'\?"),
+        (
+            "model.atomic_energies={Na: -1.0}",
+            r"atomic_energies gives no energy for elements \['Cl'\]",
+        ),
+    ],
+)
+def test_model_section_mistakes(workspace, capsys, tmp_path, override, message):
+    arguments = [override, f"output_dir={tmp_path / 'run'}", "--quiet"]
+    assert main(["train", str(workspace["config"]), *arguments]) == 2
+    assert re.search(message, _error_line(capsys))
+
+
+def test_console_output_is_logged_and_appended_on_resume(workspace, capsys, tmp_path):
+    out_dir = tmp_path / "run"
+    base = ["train", str(workspace["config"]), f"output_dir={out_dir}"]
+    assert main([*base, "epochs=1"]) == 0
+    first = (out_dir / "train.log").read_text()
+    printed = capsys.readouterr()
+    assert "trained 1 epochs; best epoch 1" in first
+    assert "epoch    1 |" in first and "epoch    1 |" in printed.out
+    assert "\r" not in first and "validation errors:" in first
+    assert main([*base, "epochs=2", "--resume"]) == 0
+    second = (out_dir / "train.log").read_text()
+    assert second.startswith(first)
+    assert second.count("=== ") == 2 and "--resume" in second.splitlines()[len(first.splitlines())]
+    assert "trained 2 epochs" in second
+    # A refused run (a checkpoint exists) leaves the log alone.
+    assert main(base) == 2
+    assert (out_dir / "train.log").read_text() == second
+    assert main([*base, "--overwrite", "epochs=1", "--quiet"]) == 0
+    assert (out_dir / "train.log").read_text().count("=== ") == 1

@@ -15,6 +15,26 @@ from ase.data import atomic_numbers
 
 ELECTROSTATICS_METHODS = ("auto", "pme", "ewald", "p3m", "direct")
 
+#: Names other codes (MACE, NequIP) use for our keys: an unknown key found here is
+#: answered with our name instead of the closest spelling (``r_max`` is not ``l_max``).
+MACE_NAMES = {
+    "r_max": "cutoff",
+    "max_ell": "l_max",
+    "max_L": "l_max",
+    "num_interactions": "num_layers",
+    "num_radial_basis": "num_radial",
+    "num_bessel": "num_radial",
+    "num_cutoff_basis": "polynomial_degree",
+    "num_polynomial_cutoff": "polynomial_degree",
+    "E0s": "atomic_energies",
+    "atomic_numbers": "elements",
+    "chemical_symbols": "elements",
+    "type_names": "elements",
+    "radial_MLP": "radial_mlp",
+    "MLP_irreps": "readout_mlp",
+    "num_layers_readout": "readout_mlp",
+}
+
 
 @dataclass
 class ModelConfig:
@@ -66,7 +86,8 @@ class ModelConfig:
     """Neighbour-sum normalisation; the trainer sets it from the training data."""
 
     atomic_energies: dict[str, float] = field(default_factory=dict)
-    """Per-element reference energies (eV) added to each atom's energy (missing = 0)."""
+    """Per-element reference energies (eV) added to each atom's energy: one per element, or
+    none at all (empty: no shift). A dict that omits an element is an error."""
 
     energy_scale: float = 1.0
     """Scale (eV) of the network's per-atom energy output; the trainer sets it from data."""
@@ -94,7 +115,8 @@ class ModelConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in config:
             if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
+                close = [MACE_NAMES[key]] if key in MACE_NAMES else []
+                close = close or difflib.get_close_matches(str(key), names, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"unknown model config key {key!r}{hint}")
         for key in ("elements", "cutoff"):
@@ -144,9 +166,19 @@ class ModelConfig:
             raise ValueError(f"avg_num_neighbors must be > 0, got {self.avg_num_neighbors!r}")
         if not self.energy_scale > 0:
             raise ValueError(f"energy_scale must be > 0 eV, got {self.energy_scale!r}")
+        if not isinstance(self.atomic_energies, dict):
+            raise ValueError(
+                f"atomic_energies must be a dict {{symbol: eV}}, got {self.atomic_energies!r}"
+            )
         bad = [s for s in self.atomic_energies if s not in self.elements]
         if bad:
             raise ValueError(f"atomic_energies has elements {bad} not in elements {self.elements}")
+        missing = [s for s in self.elements if s not in self.atomic_energies]
+        if self.atomic_energies and missing:
+            raise ValueError(
+                f"atomic_energies gives no energy for elements {missing} (it must list every "
+                f"element of {self.elements}, or be empty); write 0.0 for an element on purpose"
+            )
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict with every field."""

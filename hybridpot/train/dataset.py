@@ -145,12 +145,38 @@ def graphs_from_structures(
     for index, atoms in enumerate(
         tqdm(images, desc=f"neighbour lists {source}", disable=not progress, leave=False)
     ):
-        labels, total_charge = extract_labels(atoms, data_keys, where=f"{source}[{index}]")
-        graph = graph_from_atoms(
-            atoms, cutoff, dtype=torch.float64, labels=labels, total_charge=total_charge
-        )
+        where = f"{source}[{index}]"
+        labels, total_charge = extract_labels(atoms, data_keys, where=where)
+        try:
+            graph = graph_from_atoms(
+                atoms, cutoff, dtype=torch.float64, labels=labels, total_charge=total_charge
+            )
+        except ValueError as error:  # NaN positions, a singular cell, ...: name the structure
+            raise ValueError(f"{where}: {error}") from None
         graphs.append(graph.to(dtype=dtype))
     return graphs
+
+
+def check_periodicity(graphs: list[AtomicGraph], route, source: str = "structures") -> None:
+    """Check that every structure's pbc is one the model can sum, naming it in the file.
+
+    Args:
+        graphs: one-structure graphs in file order.
+        route: :meth:`hybridpot.electrostatics.Electrostatics.route` of the model's
+            electrostatics (the one place that decides bulk/slab/molecule), or None for a
+            short-range-only model (any periodicity).
+        source: the file, for messages (``source[index]``).
+
+    Raises:
+        ValueError: ``"<source>[<index>]: pbc ... is not supported ..."``.
+    """
+    if route is None:
+        return
+    for index, graph in enumerate(graphs):
+        try:
+            route(graph.pbc[0].tolist())
+        except ValueError as error:
+            raise ValueError(f"{source}[{index}]: {error}") from None
 
 
 # ----------------------------------------------------------------------------- disk cache
@@ -208,12 +234,18 @@ def load_graphs(
     dtype: torch.dtype = torch.float64,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
+    route=None,
 ) -> list[AtomicGraph]:
     """Labelled graphs of every structure in ``path``, neighbour lists computed once.
 
     With ``cache_dir`` the graphs (float64) are stored in
     ``cache_dir/<stem>-<hash>.pt``, where the hash covers the file's bytes, the cutoff
     and the label keys, and are read back (``weights_only``) on the next call.
+
+    Every structure is checked while it is read (finite positions and cell, a periodic
+    cell that is not singular, labels of the right shape, and with ``route`` a
+    periodicity the electrostatics support: :func:`check_periodicity`); an error names
+    the file and the structure's index in it, ``path[index]``.
     """
     data_keys = data_keys or DataConfig()
     path = Path(path)
@@ -225,11 +257,14 @@ def load_graphs(
         if cache.is_file():
             stored = torch.load(cache, map_location="cpu", weights_only=True)
             if stored.get("version") == _CACHE_VERSION:
-                return [_graph_from_dict(d).to(dtype=dtype) for d in stored["graphs"]]
+                graphs = [_graph_from_dict(d) for d in stored["graphs"]]
+                check_periodicity(graphs, route, str(path))
+                return [g.to(dtype=dtype) for g in graphs]
     images = read_structures(path, data_keys.format)
     graphs = graphs_from_structures(
-        images, cutoff, data_keys, dtype=torch.float64, source=path.name, progress=progress
+        images, cutoff, data_keys, dtype=torch.float64, source=str(path), progress=progress
     )
+    check_periodicity(graphs, route, str(path))
     if cache is not None:
         atomic_save(
             {"version": _CACHE_VERSION, "graphs": [_graph_to_dict(g) for g in graphs]}, cache

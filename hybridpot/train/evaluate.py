@@ -17,7 +17,7 @@ from ..data.graph import AtomicGraph
 from ..derivatives import VOIGT_INDICES
 from .checkpoint import atomic_write_text
 from .config import DataConfig
-from .dataset import GraphLoader, extract_labels, graphs_from_structures
+from .dataset import GraphLoader, check_periodicity, extract_labels, graphs_from_structures
 from .metrics import Metrics
 from .targets import PROPERTIES
 
@@ -92,6 +92,8 @@ def evaluate_structures(
     graphs = graphs_from_structures(
         images, float(model.cutoff), data_keys, source=source, progress=progress
     )
+    electrostatics = getattr(model, "electrostatics", None)
+    check_periodicity(graphs, None if electrostatics is None else electrostatics.route, source)
     metrics = Metrics()
     predictions = predict(model, graphs, batch_size=batch_size, metrics=metrics, progress=progress)
     counts = {p: metrics.count[p] for p in PROPERTIES if metrics.count[p]}

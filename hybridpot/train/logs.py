@@ -62,3 +62,87 @@ def write_json(data: dict, path: str | os.PathLike) -> None:
         return value
 
     atomic_write_text(path, json.dumps(clean(data), indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------- console log
+class _Tee(io.TextIOBase):
+    """A text stream that writes to the console and, line by line, to a log file.
+
+    Progress bars redraw a line with carriage returns; only the last state of such a line
+    reaches the file (a bar that erases itself leaves nothing).
+    """
+
+    def __init__(self, console, log: ConsoleLog):
+        self.console = console
+        self.log = log
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.console.write(text)
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.log.add(line.rsplit("\r", 1)[-1].rstrip() if "\r" in line else line)
+        return len(text)
+
+    def flush(self) -> None:
+        self.console.flush()
+
+    def isatty(self) -> bool:
+        return self.console.isatty()
+
+    def __getattr__(self, name):  # encoding, fileno, ... of the console
+        return getattr(self.console, name)
+
+
+class ConsoleLog:
+    """Copy everything printed to stdout and stderr into a log file (``with`` block).
+
+    Lines printed before :meth:`start` are kept in memory and written when the file is
+    chosen (so a run that fails before it knows its output folder touches no file).
+    The file is opened for appending: a resumed run adds to it.
+    """
+
+    def __init__(self):
+        self.file = None
+        self.buffer: list[str] = []
+
+    def add(self, line: str) -> None:
+        if not line.strip():
+            return
+        if self.file is None:
+            self.buffer.append(line)
+        else:
+            self.file.write(line + "\n")
+            self.file.flush()
+
+    def start(self, path: str | os.PathLike, header: str) -> None:
+        """Open ``path`` for appending, write ``header`` and the lines printed so far."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in __exit__)
+        self.file.write(header.rstrip("\n") + "\n")
+        for line in self.buffer:
+            self.file.write(line + "\n")
+        self.buffer.clear()
+        self.file.flush()
+
+    def __enter__(self) -> ConsoleLog:
+        import sys
+
+        self._saved = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = _Tee(sys.stdout, self), _Tee(sys.stderr, self)
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        import sys
+
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, _Tee) and stream.pending:
+                self.add(stream.pending.rsplit("\r", 1)[-1].rstrip())
+        sys.stdout, sys.stderr = self._saved
+        if self.file is not None:
+            if error is not None:
+                first = str(error).strip().splitlines()
+                self.add(f"stopped: {type(error).__name__}: {first[0] if first else ''}")
+            self.file.close()
+            self.file = None

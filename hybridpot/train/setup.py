@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,8 +11,21 @@ from ase.data import atomic_numbers
 
 from ..data.graph import AtomicGraph
 from .config import TrainConfig
-from .dataset import file_hash, load_graphs, random_split
+from .dataset import file_hash, load_graphs, random_split, read_structures
+from .schema import ConfigError
 from .statistics import dataset_elements, dataset_statistics
+from .targets import PROPERTIES, labelled_structures
+
+logger = logging.getLogger(__name__)
+
+#: The DataConfig key that names each property's label.
+LABEL_KEYS = {
+    "energy": "energy_key",
+    "forces": "forces_key",
+    "stress": "stress_key",
+    "charges": "charges_key",
+    "dipole": "dipole_key",
+}
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -45,9 +59,12 @@ def prepare_data(config: TrainConfig, *, progress: bool = False) -> PreparedData
     d = config.data
     cutoff = float(config.model["cutoff"])
     dtype = DTYPES[config.dtype]
+    route = _route(config.model)
 
     def load(path: str) -> list[AtomicGraph]:
-        return load_graphs(path, cutoff, d, dtype=dtype, cache_dir=d.cache_dir, progress=progress)
+        return load_graphs(
+            path, cutoff, d, dtype=dtype, cache_dir=d.cache_dir, progress=progress, route=route
+        )
 
     pool = load(d.train)
     fractions = (
@@ -72,7 +89,80 @@ def prepare_data(config: TrainConfig, *, progress: bool = False) -> PreparedData
         "n_valid": len(valid),
         "n_test": len(test),
     }
-    return PreparedData(train, valid, test, provenance)
+    data = PreparedData(train, valid, test, provenance)
+    check_labels(config, data)
+    return data
+
+
+def _route(model: dict):
+    """The electrostatics' routing rule for the model section (None: no Coulomb term)."""
+    if not model.get("coulomb", True):
+        return None
+    from ..electrostatics import Electrostatics
+
+    return Electrostatics(method=model.get("coulomb_method", "auto")).route
+
+
+def label_counts(graphs: list[AtomicGraph]) -> dict[str, int]:
+    """Property -> number of structures in ``graphs`` compared on it (labelled; for the
+    dipole, labelled and non-periodic)."""
+    return {p: sum(int(labelled_structures(g, p).sum()) for g in graphs) for p in PROPERTIES}
+
+
+def available_keys(path: str, format: str | None = None) -> str:
+    """The ``info``, ``arrays`` and calculator keys of the structures in ``path``, as text."""
+    info, arrays, results = set(), set(), set()
+    for atoms in read_structures(path, format):
+        info.update(atoms.info)
+        arrays.update(k for k in atoms.arrays if k not in ("numbers", "positions"))
+        calc = atoms.calc
+        results.update(getattr(calc, "results", None) or {})
+    parts = [
+        f"{where} keys {sorted(keys)}"
+        for where, keys in (("info", info), ("arrays", arrays), ("calculator", results))
+        if keys
+    ]
+    return "; ".join(parts) if parts else "no keys besides numbers and positions"
+
+
+def check_labels(config: TrainConfig, data: PreparedData) -> None:
+    """Stop a run whose loss would train on nothing; report partial labelling.
+
+    A property with a positive loss weight that no training structure carries is an
+    error (its loss would silently be zero), listing the keys the training file has. A
+    property that only some structures carry is logged as a warning with the counts.
+
+    Raises:
+        ConfigError: naming the loss weight, the label key and the keys the file has.
+    """
+    counts = label_counts(data.train)
+    total = len(data.train)
+    for name in PROPERTIES:
+        weight = getattr(config.loss, name)
+        if not weight > 0:
+            continue
+        key_name = LABEL_KEYS[name]
+        key = getattr(config.data, key_name)
+        if counts[name] == 0:
+            what = "non-periodic structure" if name == "dipole" else "structure"
+            raise ConfigError(
+                f"loss.{name} is {weight:g} but no training {what} has a {name} label "
+                f"(key {key!r}, data.{key_name}); data.train {config.data.train!r} has "
+                f"{available_keys(config.data.train, config.data.format)}. Set "
+                f"data.{key_name} to the key that holds it, or loss.{name}=0"
+            )
+        if counts[name] < total:
+            logger.warning(
+                "%s labels (data.%s: %r) in %d of %d training structures; the other %d add "
+                "no %s loss",
+                name,
+                key_name,
+                key,
+                counts[name],
+                total,
+                total - counts[name],
+                name,
+            )
 
 
 def complete_model_config(config: TrainConfig, data: PreparedData) -> dict:

@@ -64,6 +64,21 @@ def structure_mask(graph: AtomicGraph, key: str) -> torch.Tensor:
     return mask.to(graph.device)
 
 
+def labelled_structures(graph: AtomicGraph, name: str) -> torch.Tensor:
+    """(B,) bool: which structures of ``graph`` are compared on property ``name``.
+
+    Raises:
+        ValueError: ``name`` is not one of :data:`PROPERTIES`.
+    """
+    if name not in OUTPUT_KEYS:
+        raise ValueError(f"property must be one of {PROPERTIES}, got {name!r}")
+    mask = structure_mask(graph, OUTPUT_KEYS[name])
+    if name == "dipole":
+        # A dipole is only defined for non-periodic structures.
+        mask = mask & ~graph.pbc.any(dim=-1)
+    return mask
+
+
 def pair(pred: dict[str, torch.Tensor], graph: AtomicGraph, name: str) -> Pair | None:
     """The labelled rows of property ``name`` (see the table above), or None if none.
 
@@ -71,13 +86,8 @@ def pair(pred: dict[str, torch.Tensor], graph: AtomicGraph, name: str) -> Pair |
         ValueError: ``name`` is unknown, or the property is labelled but the model did
             not predict it (e.g. stress requested without ``compute_stress``).
     """
-    if name not in OUTPUT_KEYS:
-        raise ValueError(f"property must be one of {PROPERTIES}, got {name!r}")
+    mask = labelled_structures(graph, name)  # raises for an unknown name
     key = OUTPUT_KEYS[name]
-    mask = structure_mask(graph, key)
-    if name == "dipole":
-        # A dipole is only defined for non-periodic structures.
-        mask = mask & ~graph.pbc.any(dim=-1)
     if not bool(mask.any()):
         return None
     if key not in pred:

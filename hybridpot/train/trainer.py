@@ -9,7 +9,8 @@ from it ends bit-identical to one that was never interrupted (on CPU).
 
 Output folder: ``checkpoint.pt`` (training state), ``model.pt`` (the best EMA weights,
 :func:`hybridpot.model.save_model` format), ``config.yaml`` (the effective config),
-``log.csv``, ``metrics.json`` and the PNG plots.
+``log.csv``, ``metrics.json``, the PNG plots and, from ``hybridpot train``, ``train.log``
+(the console output, appended when a run is resumed).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..device import resolve_device
 from .checkpoint import (
     RESUMABLE_CHANGES,
     changed_entries,
@@ -48,6 +50,8 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 CONFIG = "config.yaml"
 LOG = "log.csv"
+#: The console output of ``hybridpot train`` (appended on --resume).
+TRAIN_LOG = "train.log"
 METRICS = "metrics.json"
 PLOTS = ("learning_curves.png", "parity_energy.png", "parity_forces.png", "parity_charges.png")
 
@@ -93,6 +97,10 @@ class Trainer:
         from ..model import build_model
 
         self.config = config
+        try:  # before anything is read or written: a device this machine lacks is a user error
+            self.device = resolve_device(config.device, "config key 'device'")
+        except (TypeError, ValueError) as error:
+            raise ConfigError(str(error)) from None
         self.out = Path(config.output_dir)
         checkpoint_path = self.out / CHECKPOINT
         checkpoint = None
@@ -108,10 +116,9 @@ class Trainer:
             )
         elif overwrite:
             # Remove the previous run's outputs so that none outlives the new run.
-            for name in (CHECKPOINT, MODEL, LOG, METRICS, CONFIG, *PLOTS):
+            for name in (CHECKPOINT, MODEL, LOG, METRICS, CONFIG, TRAIN_LOG, *PLOTS):
                 (self.out / name).unlink(missing_ok=True)
         self.dtype = DTYPES[config.dtype]
-        self.device = torch.device(config.device)
         self.progress = not config.quiet
 
         self.data: PreparedData = prepare_data(config, progress=self.progress)
@@ -370,7 +377,12 @@ class Trainer:
             "validation_metrics": metrics,
             "test_metrics": test_metrics,
         }
-        save_model(self.model, self.out / MODEL, metadata=metadata)
+        save_model(
+            self.model,
+            self.out / MODEL,
+            metadata=metadata,
+            total_charge_key=self.config.data.total_charge_key,
+        )
         write_json(
             {"validation": metrics, "test": test_metrics, "best_epoch": self.best_epoch},
             self.out / METRICS,
