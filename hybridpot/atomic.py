@@ -32,10 +32,44 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _sync_folder(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync the folder so the rename itself survives a power cut (POSIX; no-op elsewhere)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, names) -> list[Path]:
+    """Delete temporary files that :func:`atomic_write` left behind for ``names``.
+
+    A process killed with SIGKILL during a write cannot remove its temporary file
+    (``.<name>.<random>.tmp``); the target itself is intact. Call this when no other
+    process writes to ``folder``.
+
+    Returns:
+        The files removed.
+    """
+    folder = Path(folder)
+    removed = []
+    for name in names:
+        for stale in folder.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
 
 
 def atomic_save(obj: object, path: str | os.PathLike) -> None:

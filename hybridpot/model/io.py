@@ -80,9 +80,10 @@ def _saved_state(state: dict) -> dict:
     constants of the architecture, rebuilt by :func:`build_model`, so they are dropped on
     save and on load.
     """
-    constant = "_w3j_"
     return {
-        k: v.detach().cpu() for k, v in state.items() if not k.rsplit(".", 1)[-1].startswith(constant)
+        key: value.detach().cpu()
+        for key, value in state.items()
+        if not key.rsplit(".", 1)[-1].startswith("_w3j_")
     }
 
 

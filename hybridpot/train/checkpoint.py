@@ -22,8 +22,27 @@ from ..atomic import (  # noqa: F401 (atomic_write*, re-exported)
     load_weights_only,
 )
 
-#: Version of the checkpoint dict; bump it and add an upgrade when the layout changes.
-CHECKPOINT_VERSION = 1
+#: Version of the checkpoint dict; bump it and add an upgrade to ``_UPGRADES`` when the
+#: layout or the meaning of an entry changes. Checkpoints of every version are kept as
+#: test fixtures (``tests/fixtures/``).
+#:
+#: - 1: the first layout.
+#: - 2: ``model_config["atomic_energies"]`` lists every element or none (version 1 read a
+#:   missing element as 0; the upgrade writes the zeros out).
+CHECKPOINT_VERSION = 2
+
+
+def _upgrade_1_to_2(state: dict) -> dict:
+    from ..model.io import complete_atomic_energies
+
+    state = {**state, "checkpoint_version": 2}
+    if isinstance(state.get("model_config"), dict):
+        state["model_config"] = complete_atomic_energies(state["model_config"])
+    return state
+
+
+# from_version -> function(checkpoint dict) -> checkpoint dict of version from_version + 1
+_UPGRADES = {1: _upgrade_1_to_2}
 
 
 # ----------------------------------------------------------------------------- RNG states
@@ -112,9 +131,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     state = load_weights_only(path, "checkpoint")
     if not isinstance(state, dict) or "checkpoint_version" not in state:
         raise ValueError(f"{str(path)!r} is not a hybridpot training checkpoint")
-    if state["checkpoint_version"] > CHECKPOINT_VERSION:
+    version = state["checkpoint_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"checkpoint {str(path)!r} has an invalid version {version!r}")
+    if version > CHECKPOINT_VERSION:
         raise ValueError(
-            f"checkpoint {str(path)!r} has version {state['checkpoint_version']}, newer than "
+            f"checkpoint {str(path)!r} has version {version}, newer than "
             f"this hybridpot understands ({CHECKPOINT_VERSION})"
         )
+    while version < CHECKPOINT_VERSION:
+        state = _UPGRADES[version](state)
+        version += 1
     return state

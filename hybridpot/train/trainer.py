@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..atomic import remove_stale_temporaries
 from ..device import resolve_device
 from .checkpoint import (
     RESUMABLE_CHANGES,
@@ -50,6 +51,20 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 CONFIG = "config.yaml"
 LOG = "log.csv"
+#: Entries of a trainer checkpoint (:meth:`Trainer._state`).
+TRAINER_STATE = (
+    "epoch",
+    "config",
+    "model_config",
+    "model",
+    "optimizer",
+    "scheduler",
+    "ema",
+    "best",
+    "stopped_early",
+    "history",
+    "rng",
+)
 #: The console output of ``hybridpot train`` (appended on --resume).
 TRAIN_LOG = "train.log"
 METRICS = "metrics.json"
@@ -108,6 +123,12 @@ class Trainer:
             if not checkpoint_path.is_file():
                 raise ConfigError(f"cannot resume: no checkpoint {str(checkpoint_path)!r}")
             checkpoint = load_checkpoint(checkpoint_path)
+            missing = [k for k in TRAINER_STATE if k not in checkpoint]
+            if missing:
+                raise ConfigError(
+                    f"cannot resume: checkpoint {str(checkpoint_path)!r} has no {missing} "
+                    f"(not written by the trainer)"
+                )
             self._check_resumable(checkpoint["config"])
         elif checkpoint_path.is_file() and not overwrite:
             raise ConfigError(
@@ -118,6 +139,8 @@ class Trainer:
             # Remove the previous run's outputs so that none outlives the new run.
             for name in (CHECKPOINT, MODEL, LOG, METRICS, CONFIG, TRAIN_LOG, *PLOTS):
                 (self.out / name).unlink(missing_ok=True)
+        # A run killed during a write leaves its temporary file (the target is intact).
+        remove_stale_temporaries(self.out, (CHECKPOINT, MODEL, LOG, METRICS, *PLOTS))
         self.dtype = DTYPES[config.dtype]
         self.progress = not config.quiet
 
