@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import keys
-from .neighbors import edge_vectors, neighbor_list
+from .neighbors import edge_vectors, neighbor_pairs
 
 
 @dataclass
@@ -154,6 +154,7 @@ def graph_from_atoms(
     dtype: torch.dtype = torch.float64,
     labels: dict[str, np.ndarray] | None = None,
     total_charge: float | None = None,
+    device: torch.device | str | None = None,
 ) -> AtomicGraph:
     """Build a one-structure graph from ``atoms``.
 
@@ -163,6 +164,8 @@ def graph_from_atoms(
         dtype: float dtype of positions, cell and charges.
         labels: optional reference values (keys from :mod:`hybridpot.keys`).
         total_charge: overrides ``atoms.info["charge"]`` when given.
+        device: where the graph lives; its neighbour list is built there (on a GPU by
+            vesin's CUDA search, without a round trip through the host).
 
     Raises:
         ValueError: non-finite positions or cell, or a singular periodic cell.
@@ -173,21 +176,24 @@ def graph_from_atoms(
     positions = atoms.get_positions()
     cell = np.asarray(atoms.get_cell(), dtype=np.float64)
     pbc = atoms.get_pbc()
-    i, j, shifts = neighbor_list(positions, cell, pbc, cutoff)
+    device = torch.device("cpu") if device is None else torch.device(device)
+    positions_t = torch.tensor(positions, dtype=torch.float64, device=device)
+    cell_t = torch.tensor(cell, dtype=torch.float64, device=device)
+    i, j, shifts = neighbor_pairs(positions_t, cell_t, [bool(p) for p in pbc], cutoff)
     if total_charge is None:
         total_charge = float(atoms.info.get("charge", 0.0))
     n = len(atoms)
     return AtomicGraph(
-        positions=torch.tensor(positions, dtype=dtype),
-        numbers=torch.tensor(atoms.get_atomic_numbers(), dtype=torch.long),
-        cell=torch.tensor(cell, dtype=dtype).unsqueeze(0),
-        pbc=torch.tensor(pbc, dtype=torch.bool).unsqueeze(0),
-        total_charge=torch.tensor([total_charge], dtype=dtype),
-        batch=torch.zeros(n, dtype=torch.long),
-        edge_index=torch.tensor(np.stack([i, j]), dtype=torch.long).reshape(2, -1),
-        cell_shifts=torch.tensor(shifts, dtype=dtype).reshape(-1, 3),
+        positions=positions_t.to(dtype),
+        numbers=torch.tensor(atoms.get_atomic_numbers(), dtype=torch.long, device=device),
+        cell=cell_t.to(dtype).unsqueeze(0),
+        pbc=torch.tensor(pbc, dtype=torch.bool, device=device).unsqueeze(0),
+        total_charge=torch.tensor([total_charge], dtype=dtype, device=device),
+        batch=torch.zeros(n, dtype=torch.long, device=device),
+        edge_index=torch.stack([i, j]).reshape(2, -1),
+        cell_shifts=shifts.to(dtype).reshape(-1, 3),
         cutoff=float(cutoff),
-        labels={k: torch.as_tensor(v) for k, v in (labels or {}).items()},
+        labels={k: torch.as_tensor(v, device=device) for k, v in (labels or {}).items()},
     )
 
 

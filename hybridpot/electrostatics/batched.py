@@ -123,7 +123,8 @@ def mesh_filters(group: MeshGroup, cells: torch.Tensor) -> torch.Tensor:
         torch.fft.rfftfreq(nz, device=device, dtype=dtype) * nz,
     ]
     m = torch.stack(torch.meshgrid(*freqs, indexing="ij"), dim=-1)  # (nx, ny, nz', 3)
-    reciprocal = 2.0 * torch.pi * torch.linalg.inv(cells).transpose(-1, -2)  # (G, 3, 3)
+    # inv_ex: no singularity check (a host sync on CUDA); the plan checked the cells.
+    reciprocal = 2.0 * torch.pi * torch.linalg.inv_ex(cells)[0].transpose(-1, -2)  # (G, 3, 3)
     k = torch.einsum("xyzi,gij->gxyzj", m, reciprocal)
     k_sq = (k * k).sum(-1)
     s2 = (group.smearing**2)[:, None, None, None]
@@ -156,7 +157,7 @@ def mesh_energies(
     pos = positions.index_select(0, group.atoms)
     q = charges.index_select(0, group.atoms)
     ns = torch.tensor(group.shape, dtype=positions.dtype, device=positions.device)
-    scaled = ns * per_structure_matmul(pos, torch.linalg.inv(cells), group.slot)
+    scaled = ns * per_structure_matmul(pos, torch.linalg.inv_ex(cells)[0], group.slot)
     args = (
         scaled,
         q,
