@@ -108,7 +108,7 @@ def test_chosen_parameters_meet_the_error_model(method, accuracy):
     params = choose_parameters(volume, n, method=method, accuracy=accuracy)
     assert isinstance(params, CoulombParameters)
     budget = error_target(accuracy)
-    assert budget == pytest.approx(accuracy * FORCE_FRACTION / SAFETY / math.sqrt(2))
+    assert budget == pytest.approx(accuracy * FORCE_FRACTION / SAFETY)
     real = real_space_error(d, params.real_space_cutoff, params.smearing)
     assert real <= budget / REAL_SPACE_MARGIN * 1.0001
     if method != "ewald":
