@@ -223,7 +223,7 @@ def training(device, emit):
                 return float(train_step(model, batch, loss_fn, opt, clip_grad_norm=10.0)[0])
 
             def step_new_plan():
-                batch._plans.clear()
+                batch._cache.clear()
                 return step()
 
             t = timeit(step, device, n=10, warm=3)

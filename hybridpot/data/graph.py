@@ -47,7 +47,8 @@ class AtomicGraph:
     cell_shifts: torch.Tensor
     cutoff: float
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
-    _plans: dict = field(default_factory=dict, repr=False, compare=False)
+    # Derived data kept with the graph (Coulomb plans, passed checks); not copied by batching.
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -92,11 +93,21 @@ class AtomicGraph:
         the positions the graph was built with): repeated calls on the same graph (MD
         inner loops, benchmarks, the epochs of a cached batch) skip the host work.
         """
-        plan = self._plans.get(electrostatics.settings)
+        key = ("coulomb", electrostatics.settings)
+        plan = self._cache.get(key)
         if plan is None:
             plan = electrostatics.plan(self.positions, self.cell, self.pbc, self.batch)
-            self._plans = {electrostatics.settings: plan}
+            self._cache = {k: v for k, v in self._cache.items() if k[0] != "coulomb"}
+            self._cache[key] = plan
         return plan
+
+    def check_once(self, name: str, check) -> None:
+        """Run ``check()`` (a validation that reads values on the host) the first time
+        ``name`` is asked for this graph, and remember that it passed."""
+        key = ("checked", name)
+        if key not in self._cache:
+            check()
+            self._cache[key] = True
 
     # ------------------------------------------------------------------ conversion
     def to(self, device=None, dtype: torch.dtype | None = None) -> AtomicGraph:
@@ -113,7 +124,9 @@ class AtomicGraph:
             if isinstance(getattr(self, f.name), torch.Tensor)
         }
         changes["labels"] = {k: move(v) for k, v in self.labels.items()}
-        changes["_plans"] = {k: p.to(device, dtype) for k, p in self._plans.items()}
+        changes["_cache"] = {
+            k: (v.to(device, dtype) if k[0] == "coulomb" else v) for k, v in self._cache.items()
+        }
         return replace(self, **changes)
 
     @property

@@ -133,8 +133,8 @@ def mesh_filters(group: MeshGroup, cells: torch.Tensor) -> torch.Tensor:
         k_sq == 0, 0.0, COULOMB_CONSTANT * 4.0 * torch.pi * torch.exp(-0.5 * s2 * masked) / masked
     )
     if group.method == "p3m":
-        u2 = torch.prod(torch.sinc(m / torch.tensor([nx, ny, nz], device=device, dtype=dtype)),
-                        dim=-1) ** (2 * group.nodes)
+        phase = torch.stack([m[..., a] / group.shape[a] for a in range(3)], dim=-1)
+        u2 = torch.prod(torch.sinc(phase), dim=-1) ** (2 * group.nodes)
         influence = torch.where(u2 == 0, 0.0, 1.0 / torch.where(u2 == 0, 1.0, u2))
         kernel = kernel * influence
     return kernel
@@ -156,8 +156,9 @@ def mesh_energies(
     cells = kcells.index_select(0, group.structures)
     pos = positions.index_select(0, group.atoms)
     q = charges.index_select(0, group.atoms)
-    ns = torch.tensor(group.shape, dtype=positions.dtype, device=positions.device)
-    scaled = ns * per_structure_matmul(pos, torch.linalg.inv_ex(cells)[0], group.slot)
+    fractional = per_structure_matmul(pos, torch.linalg.inv_ex(cells)[0], group.slot)
+    # Mesh steps along each lattice vector (Python ints: no host-to-device copy).
+    scaled = torch.stack([fractional[:, a] * group.shape[a] for a in range(3)], dim=1)
     args = (
         scaled,
         q,

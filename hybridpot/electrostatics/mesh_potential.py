@@ -61,9 +61,9 @@ def _flat_index(
     (wrapping periodically inside the mesh of the atom's structure ``slot``)."""
     first = 1 - (nodes + 1) // 2
     steps = torch.arange(first, first + nodes, device=nearest.device)
-    ns = torch.tensor(shape, device=nearest.device)
-    index = (nearest.long()[:, :, None] + steps) % ns[None, :, None]  # (N, 3, p)
-    ix, iy, iz = index[:, 0], index[:, 1], index[:, 2]
+    index = nearest.long()[:, :, None] + steps  # (N, 3, p)
+    # Wrap per axis with Python ints (a tensor of the shape would be a host-to-device copy).
+    ix, iy, iz = (index[:, a] % shape[a] for a in range(3))
     plane = (ix * shape[1])[:, :, None] + iy[:, None, :]  # (N, p, p)
     local = (plane * shape[2])[:, :, :, None] + iz[:, None, None, :]
     return local + (slot * (shape[0] * shape[1] * shape[2]))[:, None, None, None]

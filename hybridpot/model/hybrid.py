@@ -136,6 +136,11 @@ class HybridModel(torch.nn.Module):
 
         vectors = graph.edge_vectors(strained_positions, strained_cell)
         network = self.network if self._compiled_network is None else self._compiled_network
+        # The element check reads the numbers on the host: once per graph, not per call.
+        elements = tuple(self.model_config.elements)
+        graph.check_once(
+            f"elements {elements}", lambda: self.network.embedding.species_index(graph.numbers)
+        )
         out = network(
             graph.numbers,
             graph.edge_index,
@@ -143,6 +148,7 @@ class HybridModel(torch.nn.Module):
             graph.batch,
             num_graphs,
             graph.total_charge,
+            check_numbers=False,
         )
         energies_short = out[keys.ENERGIES_SHORT]
         charges = out[keys.CHARGES]

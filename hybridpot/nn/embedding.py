@@ -57,13 +57,17 @@ class SpeciesEmbedding(torch.nn.Module):
         self.register_buffer("index_table", table, persistent=False)
         self.weight = torch.nn.Parameter(torch.randn(self.num_species, num_features))
 
-    def species_index(self, numbers: torch.Tensor) -> torch.Tensor:
-        """(N,) atomic numbers -> (N,) species indices; ValueError for unknown elements."""
+    def species_index(self, numbers: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+        """(N,) atomic numbers -> (N,) species indices; ValueError for unknown elements.
+
+        ``check=False`` skips the value check (it reads values on the host), for numbers
+        already checked (the model checks each graph once).
+        """
         if numbers.dtype not in (torch.int64, torch.int32):
             raise TypeError(
                 f"numbers must be an int64 tensor of atomic numbers, got {numbers.dtype}"
             )
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or not check:
             # The check below needs the values on the host; compiled inference skips it.
             return self.index_table[numbers.long()]
         numbers = numbers.long()

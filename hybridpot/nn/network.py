@@ -290,6 +290,7 @@ class EquivariantNetwork(torch.nn.Module):
         batch: torch.Tensor,
         num_graphs: int,
         total_charge: torch.Tensor | None = None,
+        check_numbers: bool = True,
     ) -> dict[str, torch.Tensor]:
         """Per-atom outputs of a batch of N atoms in B structures with E directed edges.
 
@@ -300,6 +301,8 @@ class EquivariantNetwork(torch.nn.Module):
             batch: (N,) int64 structure index of each atom.
             num_graphs: B.
             total_charge: (B,) e, the charge each structure's charges sum to (default 0).
+            check_numbers: check that every number is a known element (reads values on
+                the host: a sync on a GPU); False for numbers already checked.
 
         Returns:
             dict with ``keys.ENERGIES_SHORT`` (N,) eV, ``keys.CHARGES`` (N,) e (if
@@ -307,7 +310,7 @@ class EquivariantNetwork(torch.nn.Module):
             ``predict_dipoles``).
         """
         self._check_inputs(numbers, edge_index, edge_vectors, batch, num_graphs, total_charge)
-        species = self.embedding.species_index(numbers)
+        species = self.embedding.species_index(numbers, check=check_numbers)
         n_atoms = species.shape[0]
         # One extra, edge-less "isolated atom" per element rides along with the batch: the
         # readout subtracts its energy, so an atom without neighbours gets exactly its
