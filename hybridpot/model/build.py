@@ -14,9 +14,15 @@ def build_model(config: dict) -> HybridModel:
             key is optional, with the defaults documented in :class:`ModelConfig`
             (the Coulomb term is on by default).
 
+    Raises:
+        TypeError, ValueError: naming the key with a wrong type or value, or an unknown key
+            (with the closest known one).
+
     Returns:
         The model in float64 (cast with ``model.to(torch.float32)`` for speed).
     """
     import torch
 
+    if not isinstance(config, dict):
+        raise TypeError(f"model config must be a dict, got {type(config).__name__}")
     return HybridModel(ModelConfig.from_dict(dict(config))).to(torch.float64)
