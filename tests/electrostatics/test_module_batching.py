@@ -117,3 +117,71 @@ def test_parameters_are_cached_per_cell():
     module(*_tensors(structures, torch.float64))
     assert all(module._cache[key] is value for key, value in cached.items())
     assert "accuracy=0.0001" in repr(module)
+
+
+def _twin_bulk_structures():
+    """Two rattled copies of one charged bulk cell (same mesh: one batched mesh of two),
+    a slab, a molecule and a cell smaller than the cutoff."""
+    rng = np.random.default_rng(5)
+    bulk = random_ionic_cell(16, rng, net_charge=1.0, density=0.03)
+    twin = bulk.copy()
+    twin.positions += rng.normal(scale=0.2, size=twin.positions.shape)
+    twin.set_initial_charges(rng.permutation(bulk.get_initial_charges()))
+    return [bulk, twin, *_structures()[1:]]
+
+
+def _energy_and_gradients(module, structures, **kwargs):
+    from hybridpot.derivatives import apply_strain
+
+    positions, cell, pbc, charges, batch = _tensors(structures, torch.float64)
+    positions.requires_grad_(True)
+    charges.requires_grad_(True)
+    strained, strained_cell, strain = apply_strain(positions, cell, batch)
+    energies = module(strained, strained_cell, pbc, charges, batch, **kwargs)
+    grads = torch.autograd.grad(energies.sum(), (positions, charges, strain))
+    return [energies.detach(), *grads]
+
+
+@pytest.mark.parametrize("method", ["pme", "p3m"])
+def test_batched_gradients_equal_one_by_one(method):
+    """Forces, dE/dq and the strain derivative of a batch (shared meshes, slab, molecule)
+    equal those of each structure alone, float64, to 1e-12 relative."""
+    structures = _twin_bulk_structures()
+    module = Electrostatics(sigma_q=0.5, method=method, accuracy=1e-5)
+    positions, cell, pbc, _, batch = _tensors(structures, torch.float64)
+    plan = module.plan(positions, cell, pbc, batch)
+    assert max(g.structures.numel() for g in plan.mesh_groups) == 2  # the twins share one
+    batched = _energy_and_gradients(module, structures)
+    offset = 0
+    for b, structure in enumerate(structures):
+        alone = _energy_and_gradients(module, [structure])
+        atoms = slice(offset, offset + len(structure))
+        for name, part, ref in zip(("energies", "dE/dr", "dE/dq"), batched[:3], alone[:3]):
+            scale = float(ref.abs().max())
+            torch.testing.assert_close(part[atoms], ref, rtol=0, atol=1e-12 * scale, msg=name)
+        scale = float(alone[3].abs().max()) or 1.0
+        torch.testing.assert_close(batched[3][b], alone[3][0], rtol=0, atol=1e-12 * scale)
+        offset += len(structure)
+
+
+@pytest.mark.parametrize("method", ["pme", "p3m"])
+def test_energy_sum_backward_equals_the_general_backward(method):
+    """``proportional_upstream`` (the mesh backward reuses the forward mesh, per structure
+    of a batch) gives the gradients of the general backward."""
+    module = Electrostatics(sigma_q=0.5, method=method, accuracy=1e-5)
+    structures = _twin_bulk_structures()
+    general = _energy_and_gradients(module, structures)
+    fast = _energy_and_gradients(module, structures, proportional_upstream=True)
+    for a, b in zip(fast, general):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12 * float(b.abs().max()))
+
+
+def test_a_plan_of_other_settings_or_batch_is_refused():
+    structures = _structures()
+    positions, cell, pbc, charges, batch = _tensors(structures, torch.float64)
+    plan = Electrostatics(accuracy=1e-4).plan(positions, cell, pbc, batch)
+    with pytest.raises(ValueError, match="plan was built for other settings"):
+        Electrostatics(accuracy=1e-5)(positions, cell, pbc, charges, batch, plan=plan)
+    one = _tensors(structures[:1], torch.float64)
+    with pytest.raises(ValueError, match="plan was built for other settings or another batch"):
+        Electrostatics(accuracy=1e-4)(*one, plan=plan)
