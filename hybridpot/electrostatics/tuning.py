@@ -21,10 +21,13 @@ and the Ewald k-space part EWALD_MARGIN: their truncation errors are systematic 
 energy and the stress (all left-out terms correlated), not only random in the forces.
 With the real-space part 10x below the mesh part, the two add in quadrature to 1.005x
 the mesh part, so the mesh error alone fills the budget. Measured (benchmarks/
-pme_accuracy.py, float64, PME and P3M, sigma_q 0 and 1 Å, N = 300-8,000, targets 1e-3,
-1e-4, 1e-5): measured / requested 0.3-0.7 on rock salt at 0.1 Å (cubic and triclinic),
-~0.2-0.35 at 0.3 Å, 0.03-0.15 for random and charged cells (their forces are 8-40x
-larger), never above 1.
+pme_accuracy.py: float64, PME and P3M, sigma_q 0 and 1 Å, N = 300-8,000, targets 1e-3,
+1e-4, 1e-5): measured / requested 0.24-0.64 on rock salt at 0.1 Å (cubic and
+triclinic), 0.13-0.27 at 0.3 Å, 0.02-0.13 on random, charged and sparse cells (forces
+8-40x larger), never above 1 (worst 0.93 on 40 more random triclinic rock-salt cells:
+P3M at 1e-3 on a strongly skewed one). The error of an ordered crystal jumps by up to 2x
+between neighbouring mesh sizes, which the envelopes must cover, so a typical cell lands
+at 0.3-0.6 of its target.
 
 Real space (Kolafa & Perram, Mol. Sim. 9, 351 (1992); s = torch-pme smearing):
 
@@ -36,9 +39,12 @@ largest mesh step |a_i| / n_i along a lattice vector, after rounding to FFT size
     dF_mesh / F0 = c_p (d / s)^a_p (h / s)^e_p                (MESH_ERROR table)
 
 For the default orders (PME p = 7, P3M p = 5) the constants are upper envelopes of the
-mesh errors measured alone (converged real space) on rock salt with 0.1 Å
-displacements, cubic and triclinic (s = 1.2-2.2 Å, h/s = 0.19-0.5, d = 2.82 Å), in units
-of FORCE_FRACTION * F0: PME c = 0.033, e = 6.31, a = 1; P3M c = 0.00113, e = 4.8, a = 2.5
+mesh errors (in F0) measured alone (converged real space) on rock salt with 0.1 Å
+displacements, cubic and triclinic (s = 1.2-2.2 Å, h/s = 0.19-0.5, d = 2.82 Å), raised
+to cover the worst cells of the sweep: PME c = 0.042 (scan envelope 0.033; 1.28x that on
+a triclinic cell whose mesh was commensurate with its lattice), e = 6.31, a = 1; P3M
+c = 0.0018 (scan envelope 0.00113; skewed cells at small s reached 1.1x the target
+with 0.0014), e = 4.8, a = 2.5
 (P3M's error on an ordered crystal falls faster with s than the (d/s)^1 of uncorrelated
 charges: the kernel exp(-s^2 k^2 / 2) suppresses the aliases of the crystal's Bragg
 peaks). The other orders keep the older envelopes of uncorrelated-charge errors (a = 1;
@@ -61,7 +67,8 @@ above) the sum is smallest at
 
     r_c = COST_BALANCE * d * sqrt(x_r / x_k)
 
-(COST_BALANCE from timings: ~100 neighbours at 1e-3, ~400 at 1e-5 in rock salt). There is
+(COST_BALANCE from timings; in rock salt it gives ~90 neighbours within r_c at 1e-3 and
+~310 at 1e-5, r_c = 7.8 and 11.9 Å). There is
 no cap at half the cell: the neighbour list handles any cutoff, and a short cutoff in a
 small cell would only force a finer mesh. The Ewald sum (small cells) uses the cutoff
 holding ``EWALD_NEIGHBORS`` atoms. Where the Gaussian width needs it (s must exceed
@@ -115,11 +122,11 @@ MAX_MESH_POINTS = 2**28
 
 #: (c_p, e_p, a_p) of dF_mesh / F0 = c_p (d/s)^a_p (h/s)^e_p (module docstring). The
 #: default orders (PME p = 7, P3M p = 5) are upper envelopes of the errors measured on
-#: the rock-salt cells with 0.1 Å displacements (cubic and two triclinic supercells,
-#: s = 1.2-2.2 Å, h/s = 0.19-0.5), scaled to the force FORCE_FRACTION * F0; the other
-#: orders are the older, looser envelopes of uncorrelated charges (a_p = 1), which stay
-#: conservative by ~5x at least. P3M with p = 1 (nearest grid point) is excluded: its
-#: weights do not depend on the positions, so autograd gives no k-space forces at all.
+#: rock salt with 0.1 Å displacements (cubic and triclinic supercells, s = 1.2-2.2 Å,
+#: h/s = 0.19-0.5), raised to cover the worst cells of benchmarks/pme_accuracy.py; the
+#: other orders are the older, looser envelopes of uncorrelated charges (a_p = 1). P3M
+#: with p = 1 (nearest grid point) is excluded: its weights do not depend on the
+#: positions, so autograd gives no k-space forces at all.
 MESH_ERROR = {
     "pme": {
         3: (0.33, 2.28, 1.0),
