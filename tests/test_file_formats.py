@@ -111,3 +111,10 @@ def test_a_copied_model_saves_and_loads(tmp_path):
     hybridpot.save_model(copy.deepcopy(model), tmp_path / "copy.pt")
     loaded = hybridpot.load_model(tmp_path / "copy.pt")
     assert set(loaded.state_dict()) == set(model.state_dict())
+
+
+def test_a_checkpoint_is_not_a_model_and_back():
+    with pytest.raises(ValueError, match="is a training checkpoint, not a model file"):
+        hybridpot.load_model(FIXTURES / f"checkpoint_v{checkpoint_module.CHECKPOINT_VERSION}.pt")
+    with pytest.raises(ValueError, match="is a model file, not a training checkpoint"):
+        checkpoint_module.load_checkpoint(FIXTURES / f"model_v{io.FORMAT_VERSION}.pt")

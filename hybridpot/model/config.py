@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 
 from ase.data import atomic_numbers
@@ -34,6 +35,10 @@ MACE_NAMES = {
     "MLP_irreps": "readout_mlp",
     "num_layers_readout": "readout_mlp",
 }
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -126,8 +131,51 @@ class ModelConfig:
         result.validate()
         return result
 
+    def _check_types(self) -> None:
+        """Check each field against its annotation (TypeError naming the field).
+
+        Numbers written as text are read as numbers: YAML 1.1 (PyYAML) reads ``1e-8``,
+        without a dot, as the string ``"1e-8"``.
+        """
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = str(f.type)
+            if kind == "float":
+                if isinstance(value, str):
+                    try:
+                        value = float(value)
+                    except ValueError:
+                        pass
+                if not _is_number(value) or not math.isfinite(value):
+                    raise TypeError(f"{f.name} must be a finite number, got {value!r}")
+                setattr(self, f.name, float(value))
+            elif kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
+                raise TypeError(f"{f.name} must be an integer, got {value!r}")
+            elif kind == "bool" and not isinstance(value, bool):
+                raise TypeError(f"{f.name} must be true or false, got {value!r}")
+            elif kind == "str" and not isinstance(value, str):
+                raise TypeError(f"{f.name} must be a string, got {value!r}")
+            elif kind == "list[int]" and not (
+                isinstance(value, (list, tuple))
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+            ):
+                raise TypeError(f"{f.name} must be a list of positive integers, got {value!r}")
+            elif kind == "list[str]" and not (
+                isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+            ):
+                raise TypeError(f"{f.name} must be a list of chemical symbols, got {value!r}")
+            elif kind == "dict[str, float]":
+                if not isinstance(value, dict):
+                    raise TypeError(f"{f.name} must be a mapping {{symbol: eV}}, got {value!r}")
+                for key, number in value.items():
+                    if not _is_number(number) or not math.isfinite(number):
+                        raise TypeError(
+                            f"{f.name}[{key!r}] must be a finite number (eV), got {number!r}"
+                        )
+
     def validate(self) -> None:
-        """Raise ValueError naming the first field with an invalid value."""
+        """Raise TypeError or ValueError naming the first field with an invalid value."""
+        self._check_types()
         if not isinstance(self.elements, (list, tuple)) or not self.elements:
             raise ValueError(f"elements must be a non-empty list of symbols, got {self.elements!r}")
         unknown = [s for s in self.elements if s not in atomic_numbers]

@@ -134,6 +134,11 @@ def save_model(
 def read_model_file(path: str | os.PathLike) -> dict:
     """The raw, upgraded payload of a model file (safe: weights_only loading)."""
     payload = load_weights_only(path, "model file")
+    if isinstance(payload, dict) and "checkpoint_version" in payload:
+        raise ValueError(
+            f"{str(path)!r} is a training checkpoint, not a model file: the model of a run "
+            f"is model.pt in the same folder (written when training ends)"
+        )
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise ValueError(f"{str(path)!r} is not a hybridpot model file (no format_version)")
     missing = [k for k in ("config", "state_dict") if k not in payload]

@@ -129,6 +129,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ValueError: the file holds pickled objects, is unreadable or is not a checkpoint.
     """
     state = load_weights_only(path, "checkpoint")
+    if isinstance(state, dict) and "format_version" in state and "state_dict" in state:
+        raise ValueError(f"{str(path)!r} is a model file, not a training checkpoint")
     if not isinstance(state, dict) or "checkpoint_version" not in state:
         raise ValueError(f"{str(path)!r} is not a hybridpot training checkpoint")
     version = state["checkpoint_version"]
