@@ -192,10 +192,15 @@ def run_one(atoms, q, sigma_q, method, accuracy, ref, decompose):
 
 
 def write_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` (metadata + rows, one row a line) atomically: tmp file, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    rows = ",\n  ".join(json.dumps(row) for row in payload["rows"])
+    metadata = json.dumps(payload["metadata"], indent=1)
+    text = f'{{"metadata": {metadata},\n "rows": [\n  {rows}\n]}}\n'
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=1)
+        handle.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
