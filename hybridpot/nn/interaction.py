@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.utils.checkpoint
 from e3nn import nn as e3nn_nn
 from e3nn import o3
 
@@ -157,17 +158,29 @@ class InteractionBlock(torch.nn.Module):
         sh: torch.Tensor,
         radial: torch.Tensor,
     ) -> torch.Tensor:
-        receiver, sender = edge_index[0], edge_index[1]
         x = self.linear_up(h)
-        weights = self.radial_mlp(radial)
-        # index_select (not x[sender]): its backward is an index_add, much faster on CPU
-        # than the accumulating index_put that advanced indexing needs.
-        messages = self.tp(torch.index_select(x, 0, sender), sh, weights)
-        m = torch.zeros(
-            (h.shape[0], messages.shape[1]), dtype=messages.dtype, device=messages.device
-        )
-        m = m.index_add(0, receiver, messages) * self.inv_avg_num_neighbors
-        m = self.linear_msg(m)
+        num_edges = edge_index.shape[1]
+        chunk = self.edge_chunk
+        if chunk is None or num_edges <= chunk:
+            m = self._messages(x, edge_index, sh, radial)
+        else:
+            # Bounded working set: the per-edge tensors (gathered features, radial
+            # weights, tensor-product paths; ~8 kB per edge for a MACE-size model) of one
+            # chunk at a time. Each chunk is checkpointed: autograd keeps only its inputs
+            # and recomputes its messages in the backward pass (exact; ~1 extra forward
+            # of the edge work).
+            m = None
+            for start in range(0, num_edges, chunk):
+                part = torch.utils.checkpoint.checkpoint(
+                    self._messages,
+                    x,
+                    edge_index[:, start : start + chunk],
+                    sh[start : start + chunk],
+                    radial[start : start + chunk],
+                    use_reentrant=False,
+                )
+                m = part if m is None else m + part
+        m = self.linear_msg(m * self.inv_avg_num_neighbors)
         if self.product is not None:
             z = self.linear_node(m) + self.product(m)
         else:
@@ -180,6 +193,20 @@ class InteractionBlock(torch.nn.Module):
         if self.resnet:
             out = out + h
         return out
+
+    #: Largest number of edges whose messages are computed at once (None: all edges);
+    #: set through :meth:`hybridpot.model.HybridModel.set_edge_chunk`.
+    edge_chunk: int | None = None
+
+    def _messages(self, x, edge_index, sh, radial) -> torch.Tensor:
+        """(N, C) sum over edges i -> j of TP(x_j, Y(r_ij), R(r_ij)) at each receiver i."""
+        receiver, sender = edge_index[0], edge_index[1]
+        weights = self.radial_mlp(radial)
+        # index_select (not x[sender]): its backward is an index_add, much faster on CPU
+        # than the accumulating index_put that advanced indexing needs.
+        messages = self.tp(torch.index_select(x, 0, sender), sh, weights)
+        m = torch.zeros((x.shape[0], messages.shape[1]), dtype=messages.dtype, device=x.device)
+        return m.index_add(0, receiver, messages)
 
     def __repr__(self) -> str:
         extras = []
