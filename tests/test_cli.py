@@ -353,3 +353,26 @@ def test_console_output_is_logged_and_appended_on_resume(workspace, capsys, tmp_
     assert (out_dir / "train.log").read_text() == second
     assert main([*base, "--overwrite", "epochs=1", "--quiet"]) == 0
     assert (out_dir / "train.log").read_text().count("=== ") == 1
+
+
+def test_evaluate_names_a_structure_with_an_unknown_element(workspace, capsys, tmp_path):
+    images = toy_nacl_structures(3, seed=24)
+    images[1].numbers[0] = 1  # H, which the model does not know
+    data = tmp_path / "with_h.xyz"
+    ase.io.write(data, images, format="extxyz")
+    assert main(["evaluate", str(workspace["model"]), str(data), "--quiet"]) == 2
+    line = _error_line(capsys)
+    assert re.search(r"with_h\.xyz\[1\]: elements \['H'\] are not among the model's", line), line
+
+
+def test_evaluate_reads_the_total_charge_key_the_model_was_trained_with(workspace, tmp_path):
+    payload = torch.load(workspace["model"], weights_only=True)
+    payload["data_keys"] = {"total_charge": "Q"}
+    path = tmp_path / "q.pt"
+    torch.save(payload, path)
+    images = toy_nacl_clusters(1, pairs=2, seed=25)
+    images[0].info["Q"] = 1.0
+    out = tmp_path / "pred.xyz"
+    ase.io.write(tmp_path / "charged.xyz", images, format="extxyz")
+    assert main(["evaluate", str(path), str(tmp_path / "charged.xyz"), "-o", str(out)]) == 0
+    assert ase.io.read(out).get_charges().sum() == pytest.approx(1.0, abs=1e-5)

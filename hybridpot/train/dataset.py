@@ -104,9 +104,12 @@ def extract_labels(
     try:
         total_charge = float(charge)
     except (TypeError, ValueError):
+        total_charge = float("nan")
+    if not np.isfinite(total_charge):
         raise ValueError(
-            f"{where}: total charge (key {k.total_charge_key!r}) must be a number, got {charge!r}"
-        ) from None
+            f"{where}: total charge (key {k.total_charge_key!r}) must be a finite number, "
+            f"got {charge!r}"
+        )
     return labels, total_charge
 
 

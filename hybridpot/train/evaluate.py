@@ -73,6 +73,18 @@ def predict(
     return results
 
 
+def check_elements(images: list[ase.Atoms], elements: list[str], source: str) -> None:
+    """Raise ValueError naming the first structure (``source[index]``) with an element
+    that is not in ``elements`` (the model's)."""
+    known = set(elements)
+    for index, atoms in enumerate(images):
+        unknown = sorted(set(atoms.get_chemical_symbols()) - known)
+        if unknown:
+            raise ValueError(
+                f"{source}[{index}]: elements {unknown} are not among the model's {elements}"
+            )
+
+
 def evaluate_structures(
     model: torch.nn.Module,
     images: list[ase.Atoms],
@@ -92,6 +104,7 @@ def evaluate_structures(
     graphs = graphs_from_structures(
         images, float(model.cutoff), data_keys, source=source, progress=progress
     )
+    check_elements(images, model.config["elements"], source)
     electrostatics = getattr(model, "electrostatics", None)
     check_periodicity(graphs, None if electrostatics is None else electrostatics.route, source)
     metrics = Metrics()

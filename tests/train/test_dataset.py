@@ -90,7 +90,11 @@ def test_custom_keys_and_info_labels():
         (
             lambda a: a.info.update(charge="plus"),
             r"total charge \(key 'charge'\) must be a "
-            r"number, got 'plus'",
+            r"finite number, got 'plus'",
+        ),
+        (
+            lambda a: a.info.update(charge=float("nan")),
+            r"total charge \(key 'charge'\) must be a finite number, got nan",
         ),
     ],
 )
@@ -161,3 +165,21 @@ def test_loader_shuffles_reproducibly_per_epoch(crystal_file):
     assert [int(x) for b in fixed for x in b.labels["index"]] == list(range(12))
     with pytest.raises(ValueError, match=r"batch_size must be a positive integer, got 0"):
         GraphLoader(graphs, batch_size=0)
+
+
+def test_bad_structures_are_named_by_file_and_index(tmp_path):
+    from hybridpot.electrostatics import Electrostatics
+    from hybridpot.train.synthetic import toy_nacl_structures
+
+    images = toy_nacl_structures(4, seed=5)
+    images[2].pbc = (False, True, False)
+    path = tmp_path / "one_d.xyz"
+    ase.io.write(path, images, format="extxyz")
+    route = Electrostatics().route
+    with pytest.raises(ValueError, match=r"one_d\.xyz\[2\]: pbc \[False, True, False\]"):
+        load_graphs(path, 3.5, route=route)
+    # The same check on graphs read back from the disk cache.
+    cache = tmp_path / "cache"
+    load_graphs(path, 3.5, cache_dir=cache)  # a short-range model accepts 1D
+    with pytest.raises(ValueError, match=r"one_d\.xyz\[2\]: pbc"):
+        load_graphs(path, 3.5, cache_dir=cache, route=route)
