@@ -34,6 +34,9 @@ LABELS = (keys.ENERGY, keys.FORCES, keys.STRESS, keys.CHARGES, keys.DIPOLE)
 
 _CACHE_VERSION = 1
 
+#: Å; atoms closer than this are the same place (a broken structure, never data).
+COINCIDENT = 1e-6
+
 
 def _lookup(atoms: ase.Atoms, key: str) -> np.ndarray | None:
     """The value stored under ``key`` in info, arrays or the calculator's results, or None."""
@@ -160,8 +163,9 @@ def graphs_from_structures(
     return graphs
 
 
-def check_periodicity(graphs: list[AtomicGraph], route, source: str = "structures") -> None:
-    """Check that every structure's pbc is one the model can sum, naming it in the file.
+def check_structures(graphs: list[AtomicGraph], route, source: str = "structures") -> None:
+    """Check that no two atoms coincide and that every structure's pbc is one the model
+    can sum, naming the structure by its index in the file.
 
     Args:
         graphs: one-structure graphs in file order.
@@ -171,15 +175,26 @@ def check_periodicity(graphs: list[AtomicGraph], route, source: str = "structure
         source: the file, for messages (``source[index]``).
 
     Raises:
-        ValueError: ``"<source>[<index>]: pbc ... is not supported ..."``.
+        ValueError: ``"<source>[<index>]: pbc ... is not supported ..."`` or
+            ``"<source>[<index>]: atoms i and j coincide ..."``.
     """
-    if route is None:
-        return
     for index, graph in enumerate(graphs):
-        try:
-            route(graph.pbc[0].tolist())
-        except ValueError as error:
-            raise ValueError(f"{source}[{index}]: {error}") from None
+        if graph.num_edges:
+            # Two atoms (or an atom and an image) at one place: every edge within the
+            # cutoff is listed, so a zero-length edge finds them.
+            lengths = graph.edge_vectors().norm(dim=-1)
+            shortest = int(lengths.argmin())
+            if float(lengths[shortest]) < COINCIDENT:
+                i, j = (int(x) for x in graph.edge_index[:, shortest])
+                raise ValueError(
+                    f"{source}[{index}]: atoms {i} and {j} coincide (distance "
+                    f"{float(lengths[shortest]):.3g} Å)"
+                )
+        if route is not None:
+            try:
+                route(graph.pbc[0].tolist())
+            except ValueError as error:
+                raise ValueError(f"{source}[{index}]: {error}") from None
 
 
 # ----------------------------------------------------------------------------- disk cache
@@ -247,7 +262,7 @@ def load_graphs(
 
     Every structure is checked while it is read (finite positions and cell, a periodic
     cell that is not singular, labels of the right shape, and with ``route`` a
-    periodicity the electrostatics support: :func:`check_periodicity`); an error names
+    periodicity the electrostatics support: :func:`check_structures`); an error names
     the file and the structure's index in it, ``path[index]``.
     """
     data_keys = data_keys or DataConfig()
@@ -261,13 +276,13 @@ def load_graphs(
             stored = torch.load(cache, map_location="cpu", weights_only=True)
             if stored.get("version") == _CACHE_VERSION:
                 graphs = [_graph_from_dict(d) for d in stored["graphs"]]
-                check_periodicity(graphs, route, str(path))
+                check_structures(graphs, route, str(path))
                 return [g.to(dtype=dtype) for g in graphs]
     images = read_structures(path, data_keys.format)
     graphs = graphs_from_structures(
         images, cutoff, data_keys, dtype=torch.float64, source=str(path), progress=progress
     )
-    check_periodicity(graphs, route, str(path))
+    check_structures(graphs, route, str(path))
     if cache is not None:
         atomic_save(
             {"version": _CACHE_VERSION, "graphs": [_graph_to_dict(g) for g in graphs]}, cache

@@ -17,7 +17,7 @@ from ..data.graph import AtomicGraph
 from ..derivatives import VOIGT_INDICES
 from .checkpoint import atomic_write_text
 from .config import DataConfig
-from .dataset import GraphLoader, check_periodicity, extract_labels, graphs_from_structures
+from .dataset import GraphLoader, check_structures, extract_labels, graphs_from_structures
 from .metrics import Metrics
 from .targets import PROPERTIES
 
@@ -106,7 +106,7 @@ def evaluate_structures(
     )
     check_elements(images, model.config["elements"], source)
     electrostatics = getattr(model, "electrostatics", None)
-    check_periodicity(graphs, None if electrostatics is None else electrostatics.route, source)
+    check_structures(graphs, None if electrostatics is None else electrostatics.route, source)
     metrics = Metrics()
     predictions = predict(model, graphs, batch_size=batch_size, metrics=metrics, progress=progress)
     counts = {p: metrics.count[p] for p in PROPERTIES if metrics.count[p]}

@@ -183,3 +183,14 @@ def test_bad_structures_are_named_by_file_and_index(tmp_path):
     load_graphs(path, 3.5, cache_dir=cache)  # a short-range model accepts 1D
     with pytest.raises(ValueError, match=r"one_d\.xyz\[2\]: pbc"):
         load_graphs(path, 3.5, cache_dir=cache, route=route)
+
+
+def test_coincident_atoms_are_named_by_file_and_index(tmp_path):
+    from hybridpot.train.synthetic import toy_nacl_structures
+
+    images = toy_nacl_structures(3, seed=6)
+    images[1].positions[1] = images[1].positions[0]
+    path = tmp_path / "overlap.xyz"
+    ase.io.write(path, images, format="extxyz")
+    with pytest.raises(ValueError, match=r"overlap\.xyz\[1\]: atoms 0 and 1 coincide"):
+        load_graphs(path, 3.5)
