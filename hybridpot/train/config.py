@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .schema import ConfigError, build_dataclass
+from .schema import ConfigError, UnknownKeyError, build_dataclass
 
 
 @dataclass
@@ -274,6 +274,67 @@ def _check_range(config: TrainConfig) -> None:
     )
 
 
+#: Names other codes (MACE's run_train arguments, mostly) give our keys.
+OTHER_NAMES = {
+    "lr": "optim.lr",
+    "learning_rate": "optim.lr",
+    "weight_decay": "optim.weight_decay",
+    "ema_decay": "optim.ema_decay",
+    "clip_grad": "optim.clip_grad_norm",
+    "amsgrad": "optim.amsgrad",
+    "scheduler": "schedule.kind",
+    "lr_factor": "schedule.factor",
+    "scheduler_patience": "schedule.patience",
+    "patience": "early_stopping_patience",
+    "max_num_epochs": "epochs",
+    "num_epochs": "epochs",
+    "valid_batch_size": "eval_batch_size",
+    "default_dtype": "dtype",
+    "train_file": "data.train",
+    "valid_file": "data.valid",
+    "test_file": "data.test",
+    "valid_fraction": "data.val_fraction",
+    "energy_weight": "loss.energy",
+    "forces_weight": "loss.forces",
+    "stress_weight": "loss.stress",
+    "dipole_weight": "loss.dipole",
+    "charges_weight": "loss.charges",
+    "results_dir": "output_dir",
+    "checkpoints_dir": "output_dir",
+    "r_max": "model.cutoff",
+    "E0s": "model.atomic_energies",
+}
+
+
+def all_keys() -> list[str]:
+    """Every dotted key of a training config, ``model.*`` included."""
+    from ..model.config import ModelConfig
+
+    sections = {c.__name__: c for c in SECTIONS if c is not TrainConfig}
+    keys = []
+    for f in dataclasses.fields(TrainConfig):  # (annotations are strings here)
+        if str(f.type) in sections:
+            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(sections[str(f.type)])]
+        elif f.name == "model":
+            keys += [f"model.{g.name}" for g in dataclasses.fields(ModelConfig)]
+        else:
+            keys.append(f.name)
+    return keys
+
+
+def suggest_key(key: str) -> str | None:
+    """The valid key a user most likely meant by the unknown dotted ``key``: another code's
+    name for it, the same name in another section (``lr`` -> ``optim.lr``), or None."""
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf in OTHER_NAMES:
+        return OTHER_NAMES[leaf]
+    known = all_keys()
+    same_leaf = [k for k in known if k.rsplit(".", 1)[-1] == leaf]
+    if same_leaf:
+        return same_leaf[0]
+    return None
+
+
 def check_model_section(model: dict) -> None:
     """Validate the ``model`` section with the model's own config checks, before any data
     is read (``elements``, when absent, is taken from ``atomic_energies`` or a stand-in,
@@ -307,7 +368,11 @@ def config_from_dict(values: dict, *, check_paths: bool = True) -> TrainConfig:
         ConfigError: naming the unknown key (and the closest valid one), the key with the
             wrong type or value, or the missing file.
     """
-    config = build_dataclass(TrainConfig, values, "")
+    try:
+        config = build_dataclass(TrainConfig, values, "")
+    except UnknownKeyError as error:
+        close = suggest_key(error.key) or error.close
+        raise UnknownKeyError(error.key, close) from None
     _check_range(config)
     check_model_section(config.model)
     if check_paths:

@@ -19,6 +19,17 @@ class ConfigError(ValueError):
     """A training config that cannot be used; the message names the key and the problem."""
 
 
+class UnknownKeyError(ConfigError):
+    """A key that the config does not have; ``key`` is its dotted name, ``close`` the
+    closest valid key in the same section (or None)."""
+
+    def __init__(self, key: str, close: str | None):
+        hint = f"; did you mean {close!r}?" if close else ""
+        super().__init__(f"unknown config key {key!r}{hint}")
+        self.key = key
+        self.close = close
+
+
 def type_name(hint: Any) -> str:
     """A readable name of a type hint (``float | null``, ``'mse' | 'huber'``)."""
     origin = typing.get_origin(hint)
@@ -104,8 +115,7 @@ def build_dataclass(cls: type, values: Any, prefix: str) -> Any:
             full = f"{prefix}{key}"
             candidates = [f"{prefix}{n}" for n in names]
             close = difflib.get_close_matches(full, candidates, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown config key {full!r}{hint}")
+            raise UnknownKeyError(full, close[0] if close else None)
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             kwargs[key] = build_dataclass(hint, value, f"{prefix}{key}.")

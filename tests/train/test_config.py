@@ -1,5 +1,7 @@
 """Training config: defaults, YAML, overrides and the validation messages."""
 
+import re
+
 import pytest
 import yaml
 
@@ -159,3 +161,22 @@ def test_save_and_reload_round_trip(tmp_path, config_file):
     save_config(config, tmp_path / "out" / "effective.yaml")
     again = load_config(tmp_path / "out" / "effective.yaml")
     assert again == config
+
+
+@pytest.mark.parametrize(
+    ("override", "suggestion"),
+    [
+        ("lr=1e-3", "optim.lr"),
+        ("energy_key=REF_energy", "data.energy_key"),
+        ("train=x.xyz", "data.train"),
+        ("r_max=5", "model.cutoff"),
+        ("cutoff=5", "model.cutoff"),
+        ("max_num_epochs=3", "epochs"),
+        ("energy_weight=1", "loss.energy"),
+        ("optim.learning_rate=1", "optim.lr"),
+        ("model.r_max=5", "cutoff"),
+    ],
+)
+def test_unknown_keys_suggest_the_key_meant(override, suggestion):
+    with pytest.raises(ConfigError, match=rf"; did you mean '{re.escape(suggestion)}'\?"):
+        load_config(None, [override, "model.cutoff=3", "data.train=x"], check_paths=False)
