@@ -11,6 +11,7 @@ memory; optionally they are also cached on disk, keyed by the file's hash and th
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +24,11 @@ from tqdm.auto import tqdm
 
 from .. import keys
 from ..data.graph import AtomicGraph, batch_graphs, graph_from_atoms
+from ..atomic import load_weights_only
 from .checkpoint import atomic_save
 from .config import DataConfig
+
+logger = logging.getLogger(__name__)
 
 #: Per-structure loss weight label, (B,) dimensionless; every graph from this module has it.
 WEIGHT = "weight"
@@ -272,8 +276,13 @@ def load_graphs(
         if not path.is_file():
             raise FileNotFoundError(f"structure file {str(path)!r} does not exist")
         cache = _cache_path(path, cutoff, data_keys, Path(cache_dir))
+        stored = None
         if cache.is_file():
-            stored = torch.load(cache, map_location="cpu", weights_only=True)
+            try:
+                stored = load_weights_only(cache, "neighbour-list cache")
+            except ValueError as error:  # e.g. truncated: rebuild it (it is only a cache)
+                logger.warning("%s; rebuilding it", error)
+        if isinstance(stored, dict):
             if stored.get("version") == _CACHE_VERSION:
                 graphs = [_graph_from_dict(d) for d in stored["graphs"]]
                 check_structures(graphs, route, str(path))

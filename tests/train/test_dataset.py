@@ -194,3 +194,14 @@ def test_coincident_atoms_are_named_by_file_and_index(tmp_path):
     ase.io.write(path, images, format="extxyz")
     with pytest.raises(ValueError, match=r"overlap\.xyz\[1\]: atoms 0 and 1 coincide"):
         load_graphs(path, 3.5)
+
+
+def test_a_truncated_cache_is_rebuilt(crystal_file, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    first = load_graphs(crystal_file, 3.5, cache_dir=cache)
+    (stored,) = cache.glob("*.pt")
+    stored.write_bytes(stored.read_bytes()[:100])  # e.g. a full disk
+    second = load_graphs(crystal_file, 3.5, cache_dir=cache)
+    assert "is not readable" in caplog.text and "rebuilding it" in caplog.text
+    assert all(torch.equal(a.positions, b.positions) for a, b in zip(first, second))
+    assert load_graphs(crystal_file, 3.5, cache_dir=cache)[0].num_edges == first[0].num_edges
