@@ -91,10 +91,12 @@ def load_weights_only(path: str | os.PathLike, what: str) -> object:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file holds pickled Python objects (refused: loading them could run
+        ValueError: ``path`` is a folder, or the file holds pickled Python objects (refused: loading them could run
             code), or it is truncated or not a torch file at all.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     try:

@@ -376,3 +376,15 @@ def test_evaluate_reads_the_total_charge_key_the_model_was_trained_with(workspac
     ase.io.write(tmp_path / "charged.xyz", images, format="extxyz")
     assert main(["evaluate", str(path), str(tmp_path / "charged.xyz"), "-o", str(out)]) == 0
     assert ase.io.read(out).get_charges().sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_folder_given_for_a_file_is_named(workspace, capsys, tmp_path):
+    folder = str(tmp_path)
+    for argv in (
+        ["info", folder],
+        ["evaluate", str(workspace["model"]), folder],
+        ["train", folder],
+        ["train", str(workspace["config"]), f"data.train={folder}"],
+    ):
+        assert main([*argv, "--quiet"] if argv[0] != "info" else argv) == 2
+        assert "is a folder, not a file" in _error_line(capsys), argv

@@ -357,6 +357,8 @@ def check_files(config: TrainConfig) -> None:
     """Raise :class:`ConfigError` naming the first data file that does not exist."""
     for key in ("train", "valid", "test"):
         path = getattr(config.data, key)
+        if path is not None and Path(path).is_dir():
+            raise ConfigError(f"config key 'data.{key}': {path!r} is a folder, not a file")
         if path is not None and not Path(path).is_file():
             raise ConfigError(f"config key 'data.{key}': file {path!r} does not exist")
 
@@ -384,6 +386,8 @@ def config_from_dict(values: dict, *, check_paths: bool = True) -> TrainConfig:
 def read_yaml(path: str | os.PathLike) -> dict:
     """The mapping in YAML file ``path`` (an empty file is an empty mapping)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder, not a file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:

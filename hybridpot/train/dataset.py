@@ -128,6 +128,8 @@ def read_structures(path: str | os.PathLike, format: str | None = None) -> list[
         ValueError: ASE cannot read it, or it holds no structure.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"structure file {str(path)!r} is a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"structure file {str(path)!r} does not exist")
     try:
