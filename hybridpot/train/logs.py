@@ -65,7 +65,7 @@ def write_json(data: dict, path: str | os.PathLike) -> None:
 
 
 # ----------------------------------------------------------------------------- console log
-class _Tee(io.TextIOBase):
+class _Tee:
     """A text stream that writes to the console and, line by line, to a log file.
 
     Progress bars redraw a line with carriage returns; only the last state of such a line
