@@ -194,10 +194,25 @@ def _strained_energy(atoms, calculator, strain):
     return strained.get_potential_energy()
 
 
-def test_slab_stress_is_the_in_plane_strain_derivative(calculator):
+@pytest.mark.parametrize(
+    "charge",
+    [
+        0.0,
+        pytest.param(
+            1.0,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="a charged slab's Coulomb energy depends on the internal vacuum length, "
+                "which the electrostatics choose from the area: the virial at fixed length "
+                "misses that change (0.25% here); reported to the electrostatics owner",
+            ),
+        ),
+    ],
+)
+def test_slab_stress_is_the_in_plane_strain_derivative(calculator, charge):
     # Slab with z non-periodic: stress = (1/V) dE/d(strain) with V = area x the cell's
     # z length (ASE/LAMMPS convention), components involving z are zero.
-    atoms = random_structure(seed=59, n=6, pbc=(True, True, False))
+    atoms = random_structure(seed=59, n=6, pbc=(True, True, False), charge=charge)
     atoms.calc = calculator
     stress = atoms.get_stress(voigt=False)
     volume = abs(np.linalg.det(atoms.cell))
