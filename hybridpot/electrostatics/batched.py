@@ -27,7 +27,7 @@ import torch
 
 from ..data.segments import gather_segments, per_structure_matmul, segment_sum
 from ..keys import COULOMB_CONSTANT
-from .mesh import SeparableMeshInterpolator
+from .mesh import PolynomialWeights
 from .mesh_potential import mesh_potential, mesh_potential_autograd
 from .plan import CoulombPlan, MeshGroup
 from .potential import GaussianCoulombPotential
@@ -91,20 +91,15 @@ def internal_cells(plan: CoulombPlan, cell: torch.Tensor) -> torch.Tensor:
     return cell.index_copy(0, plan.slab_structures, replaced)
 
 
-_INTERPOLATORS: dict = {}
+_WEIGHTS: dict = {}
 
 
-def _weight_function(method: str, nodes: int):
+def _weight_function(method: str, nodes: int) -> PolynomialWeights:
     """torch-pme's 1D interpolation weights (Lagrange for PME, B-spline for P3M)."""
     key = (method, nodes)
-    if key not in _INTERPOLATORS:
-        cell = torch.eye(3, dtype=torch.float64)
-        interpolator = SeparableMeshInterpolator(
-            cell, torch.ones(3, dtype=torch.int64), interpolation_nodes=nodes,
-            method="Lagrange" if method == "pme" else "P3M",
-        )
-        _INTERPOLATORS[key] = interpolator._compute_1d_weights
-    return _INTERPOLATORS[key]
+    if key not in _WEIGHTS:
+        _WEIGHTS[key] = PolynomialWeights("Lagrange" if method == "pme" else "P3M", nodes)
+    return _WEIGHTS[key]
 
 
 def mesh_filters(group: MeshGroup, cells: torch.Tensor) -> torch.Tensor:
@@ -159,10 +154,19 @@ def mesh_energies(
     fractional = per_structure_matmul(pos, torch.linalg.inv_ex(cells)[0], group.slot)
     # Mesh steps along each lattice vector (Python ints: no host-to-device copy).
     scaled = torch.stack([fractional[:, a] * group.shape[a] for a in range(3)], dim=1)
+    if cells.requires_grad:
+        kfilter = mesh_filters(group, cells)
+    else:
+        # A plan is for one geometry: without a cell gradient (no stress) the filters
+        # are constants of the plan, built once (epochs over a cached batch, MD at a
+        # fixed cell with a reused plan).
+        if group.filters is None or group.filters.dtype != cells.dtype:
+            group.filters = mesh_filters(group, cells).detach()
+        kfilter = group.filters
     args = (
         scaled,
         q,
-        mesh_filters(group, cells),
+        kfilter,
         _weight_function(group.method, group.nodes),
         group.nodes,
         group.shape,

@@ -270,6 +270,7 @@ class Electrostatics(torch.nn.Module):
         *,
         plan: CoulombPlan | None = None,
         proportional_upstream: bool = False,
+        create_graph: bool = False,
     ) -> torch.Tensor:
         """Per-atom Coulomb energies; their sum per structure is E_coulomb.
 
@@ -284,6 +285,9 @@ class Electrostatics(torch.nn.Module):
             proportional_upstream: the result will only be differentiated through its
                 sum per structure, once (forces, stress, dE/dq without create_graph):
                 lets the mesh backward reuse the forward mesh.
+            create_graph: the derivatives of the result will be differentiated again
+                (training on forces): the mesh then runs as plain autograd, which
+                differentiates to any order with no recomputation.
 
         Returns:
             (N,) eV: atom i's share q_i V_i (V_i: half the potential of all other
@@ -314,7 +318,7 @@ class Electrostatics(torch.nn.Module):
                 batch,
                 sigma_q=self.sigma_q,
                 proportional_upstream=proportional_upstream,
-                analytic_kspace=self.analytic_kspace,
+                analytic_kspace=self.analytic_kspace and not create_graph,
             )
             return energies.to(torch.float32)
         return coulomb_energies(
@@ -325,5 +329,5 @@ class Electrostatics(torch.nn.Module):
             batch,
             sigma_q=self.sigma_q,
             proportional_upstream=proportional_upstream,
-            analytic_kspace=self.analytic_kspace,
+            analytic_kspace=self.analytic_kspace and not create_graph,
         )

@@ -39,6 +39,8 @@ class MeshGroup:
         atoms: (N_g,) int64 atom indices of those structures.
         slot: (N_g,) int64 position of each atom's structure in ``structures``.
         smearing: (G,) Ewald split length s (Å) of each structure.
+        filters: (G, nx, ny, nz // 2 + 1) k-space filters, kept after the first call
+            whose cells needed no gradient (they depend only on the plan's cells).
     """
 
     method: str
@@ -48,6 +50,7 @@ class MeshGroup:
     atoms: torch.Tensor
     slot: torch.Tensor
     smearing: torch.Tensor
+    filters: torch.Tensor | None = None
 
 
 @dataclass

@@ -188,6 +188,7 @@ class HybridModel(torch.nn.Module):
                 graph.batch,
                 plan=graph.coulomb_plan(self.electrostatics),
                 proportional_upstream=once,
+                create_graph=create_graph,
             )
         else:
             energies_coulomb = torch.zeros_like(energies_short)

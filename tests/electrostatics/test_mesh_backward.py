@@ -180,3 +180,26 @@ def test_batched_filters_equal_torchpme_filters(method):
 def test_analytic_kspace_flag_is_checked():
     with pytest.raises(TypeError, match="analytic_kspace must be True or False, got str"):
         Electrostatics(analytic_kspace="yes")
+
+
+@pytest.mark.parametrize(
+    "method,nodes", [("Lagrange", p) for p in range(3, 8)] + [("P3M", p) for p in range(2, 6)]
+)
+def test_horner_weights_equal_torchpme_weights(method, nodes):
+    """The coefficient-matrix weights equal torch-pme's term-by-term polynomials to
+    rounding, for real and (complex-step) derivative use."""
+    from hybridpot.electrostatics.mesh import PolynomialWeights, SeparableMeshInterpolator
+
+    reference = SeparableMeshInterpolator(
+        torch.eye(3, dtype=torch.float64), torch.ones(3, dtype=torch.int64),
+        interpolation_nodes=nodes, method=method,
+    )._compute_1d_weights
+    weights = PolynomialWeights(method, nodes)
+    x = torch.rand(500, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(nodes))
+    x = x - 0.5
+    torch.testing.assert_close(weights(x), reference(x), rtol=0, atol=1e-15)
+    h = 1e-20
+    derivative = weights(torch.complex(x, torch.full_like(x, h))).imag / h
+    xr = x.clone().requires_grad_(True)
+    (ref_derivative,) = torch.autograd.grad(reference(xr).sum(), xr)
+    torch.testing.assert_close(derivative.sum(0), ref_derivative, rtol=0, atol=1e-13)
