@@ -12,7 +12,7 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from . import keys
-from .data.graph import graph_from_atoms
+from .data.verlet import VerletGraphs
 from .derivatives import VOIGT_INDICES
 from .device import resolve_device
 
@@ -37,6 +37,11 @@ class HybridCalculator(Calculator):
         total_charge_key: the ``atoms.info`` key of the total charge; default: the key the
             model was trained with (stored in the model file; ``"charge"`` for models that
             did not store one).
+        skin: Verlet skin (Å, >= 0). Neighbour lists (network edges and Coulomb
+            real-space pairs) are built for the cutoff plus the skin and reused until an
+            atom has moved more than half the skin or the cell, periodicity or species
+            change; each call keeps exactly the pairs inside the cutoff, so results
+            equal those of fresh lists. 0 builds fresh lists at every call.
 
     Results: ``energy``/``free_energy`` (eV), ``energies`` (N, eV), ``forces`` (N×3, eV/Å),
     ``stress`` (6, Voigt, eV/Å³, ASE sign), ``charges`` (N, e), and the extras
@@ -76,6 +81,7 @@ class HybridCalculator(Calculator):
         device: str = "cpu",
         dtype: str = "float64",
         total_charge_key: str | None = None,
+        skin: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -104,6 +110,7 @@ class HybridCalculator(Calculator):
             )
         self.total_charge_key = total_charge_key
         self._last_charge: float | None = None
+        self._graphs = VerletGraphs(self.model.cutoff, skin, dtype=self.dtype, device=self.device)
 
     def _prepared(self, model: torch.nn.Module) -> torch.nn.Module:
         """``model`` in eval mode on the calculator's dtype and device, without touching
@@ -180,7 +187,7 @@ class HybridCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         charge = self.total_charge(atoms)
-        graph = graph_from_atoms(atoms, self.model.cutoff, dtype=self.dtype).to(self.device)
+        graph = self._graphs(atoms, self.model.electrostatics)
         graph = self._with_total_charge(graph, charge)
         self._last_charge = charge
         n_periodic = int(np.sum(atoms.pbc))

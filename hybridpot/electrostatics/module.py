@@ -251,14 +251,18 @@ class Electrostatics(torch.nn.Module):
         """What a :class:`~.plan.CoulombPlan` built by this module depends on."""
         return (self.sigma_q, self.method, self.accuracy, tuple(sorted(self.overrides.items())))
 
-    def plan(self, positions, cell, pbc, batch) -> CoulombPlan:
+    def plan(self, positions, cell, pbc, batch, *, skin: float = 0.0) -> CoulombPlan:
         """Plan the sum of a batch (parameters, pair list, mesh groups): host work, once
         per geometry; :meth:`forward` then needs no host sync. Validates the inputs.
 
-        Args: as :meth:`forward` (charges are not needed).
+        Args: as :meth:`forward` (charges are not needed), and ``skin`` (Å listed beyond
+            the real-space cutoffs, for reuse over nearby geometries: see
+            :meth:`~.plan.CoulombPlan.restricted`).
         """
         validate_inputs(positions, cell, pbc, torch.zeros_like(positions[:, 0]), batch)
-        return build_plan(self, positions, cell, pbc, batch)
+        if not (isinstance(skin, (int, float)) and math.isfinite(skin) and skin >= 0):
+            raise ValueError(f"skin must be a finite length >= 0 Å, got {skin!r}")
+        return build_plan(self, positions, cell, pbc, batch, skin=float(skin))
 
     def forward(
         self,

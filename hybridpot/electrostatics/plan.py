@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..data.neighbors import neighbor_pairs
+from ..data.segments import per_structure_matmul
 from .slab import choose_gap, slab_axis, slab_geometry, validate_slab_cell
 from .tuning import CoulombParameters
 
@@ -67,6 +68,9 @@ class CoulombPlan:
         pair_structure: (P,) int64.
         pair_inv_width: (P,) float 1 / (sqrt(2) s) of the pair's structure (the long-range
             part the mesh takes), 0 for a non-periodic structure (nothing taken).
+        pair_cutoff: (P,) float real-space cutoff of the pair's structure (Å; inf for a
+            non-periodic one); pairs were listed up to it plus ``skin``.
+        skin: Å added to the real-space cutoffs when listing (see :meth:`restricted`).
         mesh_groups: the mesh sums (periodic cells and slabs).
         slab_structures: (S,) int64 slabs, with ``slab_axis`` (S,) their vacuum row,
             ``slab_length`` (S,) Å the internal cell's extent along the normal and
@@ -83,6 +87,7 @@ class CoulombPlan:
     pair_shifts: torch.Tensor
     pair_structure: torch.Tensor
     pair_inv_width: torch.Tensor
+    pair_cutoff: torch.Tensor
     mesh_groups: list[MeshGroup]
     slab_structures: torch.Tensor
     slab_axis: torch.Tensor
@@ -91,6 +96,23 @@ class CoulombPlan:
     ewald_structures: list[int] = field(default_factory=list)
     parameters: list[CoulombParameters | None] = field(default_factory=list)
     routes: list[str] = field(default_factory=list)
+    skin: float = 0.0
+
+    def restricted(self, positions: torch.Tensor, cell: torch.Tensor) -> CoulombPlan:
+        """This plan with only the pairs closer than their cutoff at ``positions``.
+
+        A plan listed with a skin stays valid while no atom moved more than half the
+        skin; this drops the pairs that are (now) beyond the cutoff, so the sum equals
+        that of a plan built afresh (Verlet list). Reads values: a host sync.
+        """
+        shift = per_structure_matmul(self.pair_shifts, cell.detach(), self.pair_structure)
+        vectors = positions.detach()[self.pair_j] - positions.detach()[self.pair_i] + shift
+        keep = torch.linalg.norm(vectors, dim=1) < self.pair_cutoff
+        pairs = ("pair_i", "pair_j", "pair_shifts", "pair_structure", "pair_inv_width",
+                 "pair_cutoff")
+        values = {k: v for k, v in vars(self).items()}
+        values.update({k: getattr(self, k)[keep] for k in pairs})
+        return CoulombPlan(**values)
 
     def to(self, device=None, dtype=None) -> CoulombPlan:
         """A copy with tensors on ``device`` and float tensors in ``dtype``."""
@@ -136,7 +158,7 @@ def _reject_coincident(positions, box, i, j, shifts, structure: int) -> None:
         )
 
 
-def build_plan(module, positions, cell, pbc, batch) -> CoulombPlan:
+def build_plan(module, positions, cell, pbc, batch, skin: float = 0.0) -> CoulombPlan:
     """Plan the Coulomb sum of a batch for ``module`` (an :class:`Electrostatics`).
 
     Args:
@@ -144,6 +166,8 @@ def build_plan(module, positions, cell, pbc, batch) -> CoulombPlan:
         cell: (B, 3, 3) Å.
         pbc: (B, 3) bool.
         batch: (N,) int64.
+        skin: Å listed beyond each real-space cutoff (Verlet list; 0: none). A plan with
+            a skin must be :meth:`CoulombPlan.restricted` to the current positions.
 
     Raises:
         ValueError: unsupported periodicity, singular or non-orthogonal cells, coincident
@@ -184,7 +208,7 @@ def build_plan(module, positions, cell, pbc, batch) -> CoulombPlan:
             if sigma_q == 0:
                 _reject_coincident(pos_b, torch.zeros(3, 3, dtype=torch.float64, device=device),
                                    i, j, shifts, b)
-            pair_parts.append((atoms[i], atoms[j], shifts, b, 0.0))
+            pair_parts.append((atoms[i], atoms[j], shifts, b, 0.0, math.inf))
             continue
         cell_np = cells_host[b]
         if not route.startswith("slab+"):
@@ -216,11 +240,12 @@ def build_plan(module, positions, cell, pbc, batch) -> CoulombPlan:
             slabs.append((b, axis, length, origin))
         parameters.append(params)
         box = torch.as_tensor(internal_np, device=device)
-        i, j, shifts = neighbor_pairs(pos_b, box, list_pbc, params.real_space_cutoff,
+        i, j, shifts = neighbor_pairs(pos_b, box, list_pbc, params.real_space_cutoff + skin,
                                       full_list=False)
         if sigma_q == 0:
             _reject_coincident(pos_b, box, i, j, shifts, b)
-        pair_parts.append((atoms[i], atoms[j], shifts, b, 1.0 / (math.sqrt(2.0) * params.smearing)))
+        inv_width = 1.0 / (math.sqrt(2.0) * params.smearing)
+        pair_parts.append((atoms[i], atoms[j], shifts, b, inv_width, params.real_space_cutoff))
         if params.method == "ewald":
             ewald.append(b)
             continue
@@ -242,6 +267,9 @@ def build_plan(module, positions, cell, pbc, batch) -> CoulombPlan:
         (0,), long)
     pair_inv_width = cat(
         [torch.full((p[0].shape[0],), p[4], dtype=dtype, device=device) for p in pair_parts],
+        (0,), dtype)
+    pair_cutoff = cat(
+        [torch.full((p[0].shape[0],), p[5], dtype=dtype, device=device) for p in pair_parts],
         (0,), dtype)
     mesh_groups = []
     for (method, nodes, shape), members in groups.items():
@@ -265,6 +293,7 @@ def build_plan(module, positions, cell, pbc, batch) -> CoulombPlan:
         pair_shifts=pair_shifts,
         pair_structure=pair_structure,
         pair_inv_width=pair_inv_width,
+        pair_cutoff=pair_cutoff,
         mesh_groups=mesh_groups,
         slab_structures=torch.tensor([s[0] for s in slabs], dtype=long, device=device),
         slab_axis=torch.tensor([s[1] for s in slabs], dtype=long, device=device),
@@ -273,4 +302,5 @@ def build_plan(module, positions, cell, pbc, batch) -> CoulombPlan:
         ewald_structures=ewald,
         parameters=parameters,
         routes=routes,
+        skin=float(skin),
     )
