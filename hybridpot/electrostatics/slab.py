@@ -30,11 +30,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-from ..keys import COULOMB_CONSTANT
-from .periodic import periodic_potentials
-from .tuning import CoulombParameters, error_target
+from .tuning import error_target
 
 #: Constant C of the gap rule (module docstring). With C = 30 the measured force errors
 #: against the exact 2D sum were 100-2000x below target (random and rock-salt slabs,
@@ -135,64 +132,3 @@ def slab_geometry(positions: np.ndarray, cell: np.ndarray, axis: int) -> dict:
     n = len(positions)
     d = max((area * thickness / n) ** (1.0 / 3.0), math.sqrt(area / n))
     return {"a1": a1, "a2": a2, "area": area, "thickness": thickness, "d": d}
-
-
-def slab_energies(
-    positions: torch.Tensor,
-    cell: torch.Tensor,
-    pbc,
-    charges: torch.Tensor,
-    params: CoulombParameters,
-    length: float,
-    *,
-    sigma_q: float,
-    structure: int = 0,
-    analytic_kspace: bool = True,
-) -> torch.Tensor:
-    """Per-atom Coulomb energies (eV) of one slab, sum = 2D-periodic energy.
-
-    Args:
-        positions: (N, 3) Å, unwrapped along the normal (one contiguous slab).
-        cell: (3, 3) Å; the periodic rows are used, the vacuum row only for its direction.
-        pbc: three bools, exactly one False.
-        charges: (N,) e; a net charge gets the charged-slab terms.
-        params: parameters of the internal 3D sum (from the slab's own density).
-        length: Å, the internal cell's extent along the normal (thickness + vacuum gap;
-            a constant: the exact result does not depend on it).
-        sigma_q: Gaussian width (Å).
-        structure: index used in error messages.
-        analytic_kspace: see :func:`~hybridpot.electrostatics.periodic.make_calculator`.
-
-    Returns:
-        (N,) eV, differentiable w.r.t. positions, the periodic cell rows and charges.
-    """
-    axis = slab_axis(pbc)
-    rows = [r for r in range(3) if r != axis]
-    cross = torch.linalg.cross(cell[rows[0]], cell[rows[1]])
-    area = torch.linalg.norm(cross)
-    normal = cross / area
-    z = positions @ normal
-    z_plain = z.detach()
-    internal = cell.clone()
-    internal[axis] = normal * length
-    potentials = periodic_potentials(
-        positions,
-        internal,
-        charges,
-        params,
-        sigma_q=sigma_q,
-        real_space_pbc=pbc,
-        structure=structure,
-        analytic_kspace=analytic_kspace,
-    )
-    # Slab correction along n, measured from the lowest atom (origin-independent in
-    # total; keeps the numbers small). Per atom: q_i (2 pi k_e / V) [2 z_i M - M2 - Q z_i^2
-    # - Q L^2 / 6] / 2, which sums to E_corr.
-    z = z - z_plain.min()
-    volume = area * length
-    total = charges.sum()
-    dipole = (charges * z).sum()
-    second = (charges * z**2).sum()
-    bracket = 2.0 * z * dipole - second - total * z**2 - total * length**2 / 6.0
-    correction = COULOMB_CONSTANT * math.pi / volume * charges * bracket
-    return charges * potentials + correction

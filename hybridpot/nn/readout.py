@@ -17,10 +17,10 @@ from __future__ import annotations
 import numbers
 
 import torch
-
-from ..data.segments import gather_segments, segment_sum
 from e3nn import nn as e3nn_nn
 from e3nn import o3
+
+from ..data.segments import gather_segments, segment_sum
 
 CHARGE_PROJECTIONS = ("weighted", "uniform")
 

@@ -5,13 +5,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from torchpme.lib.kspace_filter import P3MKSpaceFilter
-from torchpme.lib.mesh_interpolator import MeshInterpolator
 
 from hybridpot.electrostatics import CoulombParameters, choose_parameters
-from hybridpot.electrostatics.kspace import _LatticeP3MKSpaceFilter, half_sphere_miller_indices
-from hybridpot.electrostatics.mesh import SeparableMeshInterpolator
-from hybridpot.electrostatics.potential import GaussianCoulombPotential
+from hybridpot.electrostatics.kspace import half_sphere_miller_indices
 from hybridpot.electrostatics.slab import shortest_plane_vector
 from hybridpot.electrostatics.tuning import (
     FORCE_FRACTION,
@@ -30,43 +26,6 @@ def _triclinic(rng):
     cell = torch.tensor(np.eye(3) * 7.0 + rng.uniform(-2, 2, (3, 3)), dtype=torch.float64)
     positions = torch.tensor(rng.uniform(-10, 20, (13, 3)), dtype=torch.float64)
     return cell, positions
-
-
-@pytest.mark.parametrize(
-    ("method", "nodes"), [("Lagrange", p) for p in range(3, 8)] + [("P3M", p) for p in range(1, 6)]
-)
-def test_separable_interpolator_equals_torchpme(method, nodes):
-    rng = np.random.default_rng(nodes)
-    cell, positions = _triclinic(rng)
-    ns = torch.tensor([9, 10, 12])
-    charges = torch.tensor(rng.normal(size=(13, 2)))
-    ours = SeparableMeshInterpolator(cell, ns, nodes, method)
-    theirs = MeshInterpolator(cell, ns, nodes, method)
-    for interpolator in (ours, theirs):
-        interpolator.compute_weights(positions)
-    torch.testing.assert_close(
-        ours.points_to_mesh(charges), theirs.points_to_mesh(charges), rtol=1e-12, atol=1e-12
-    )
-    mesh = torch.tensor(rng.normal(size=(2, 9, 10, 12)))
-    torch.testing.assert_close(
-        ours.mesh_to_points(mesh), theirs.mesh_to_points(mesh), rtol=1e-12, atol=1e-12
-    )
-
-
-def test_lattice_p3m_filter_equals_torchpme_on_axis_aligned_cells():
-    # Where torch-pme's influence function is right (lattice vectors along x, y, z) ours
-    # is the same; on a triclinic cell it differs (the bug it fixes).
-    potential = GaussianCoulombPotential(smearing=1.0)
-    ns = torch.tensor([8, 10, 12])
-    kwargs = {"interpolation_nodes": 4, "kernel": potential, "fft_norm": "backward"}
-    ortho = torch.diag(torch.tensor([6.0, 7.0, 8.0], dtype=torch.float64))
-    ours = _LatticeP3MKSpaceFilter(ortho, ns, ifft_norm="forward", **kwargs)
-    theirs = P3MKSpaceFilter(ortho, ns, ifft_norm="forward", **kwargs)
-    torch.testing.assert_close(ours._kfilter, theirs._kfilter)
-    skew = ortho + torch.tensor([[0.0, 1.5, 0.0], [0.0, 0.0, 2.0], [1.0, 0.0, 0.0]])
-    ours.update(skew, ns)
-    theirs.update(skew, ns)
-    assert not torch.allclose(ours._kfilter, theirs._kfilter)
 
 
 def test_half_sphere_k_vectors():

@@ -11,7 +11,6 @@ import torch
 
 from hybridpot.derivatives import apply_strain
 from hybridpot.electrostatics import Electrostatics
-from hybridpot.electrostatics import kspace as kspace_module
 from hybridpot.electrostatics.mesh_potential import mesh_potential, mesh_potential_autograd
 from hybridpot.testing import random_ionic_cell
 
@@ -155,25 +154,42 @@ def test_mesh_potential_gradcheck(weights):
 
 @pytest.mark.parametrize("method", ["pme", "p3m"])
 def test_batched_filters_equal_torchpme_filters(method):
-    """The batched k-space filters (one per cell) equal torch-pme's (PME) and the
-    lattice-corrected P3M filter, cell by cell, on triclinic cells."""
+    """The batched k-space filters (one per cell) equal torch-pme's, cell by cell: PME on
+    triclinic cells; P3M on axis-aligned cells (where torch-pme's influence function is
+    right) and, on a triclinic cell, the same function of the lattice phases m_i / n_i
+    (the phase per mesh step along a_i for any cell), which torch-pme gets wrong."""
+    from torchpme.lib.kspace_filter import KSpaceFilter, P3MKSpaceFilter
+
     from hybridpot.electrostatics.batched import mesh_filters
-    from hybridpot.electrostatics.kspace import MeshP3M, MeshPME
     from hybridpot.electrostatics.plan import MeshGroup
     from hybridpot.electrostatics.potential import GaussianCoulombPotential
 
     rng = np.random.default_rng(3)
-    cells = torch.tensor(np.eye(3) * 9.0 + rng.normal(scale=0.8, size=(2, 3, 3)))
+    ortho = torch.diag(torch.tensor([9.0, 10.0, 11.0], dtype=torch.float64))
+    skew = torch.tensor(np.eye(3) * 9.0 + rng.normal(scale=0.8, size=(3, 3)))
+    cells = torch.stack([ortho, skew]) if method == "p3m" else torch.stack([skew, skew.T])
     shape, nodes, smearing = (10, 12, 9), 5, (1.3, 1.7)
     group = MeshGroup(method, nodes, shape, torch.arange(2), torch.arange(2),
                       torch.arange(2), torch.tensor(smearing, dtype=torch.float64))
     batched = mesh_filters(group, cells)
     for g in range(2):
         potential = GaussianCoulombPotential(smearing=smearing[g], sigma_q=0.5)
-        kind = MeshPME if method == "pme" else MeshP3M
-        calc = kind(potential, shape, interpolation_nodes=nodes).to(torch.float64)
-        calc.kspace_filter.update(cells[g], torch.tensor(shape))
-        ref = calc.kspace_filter._kfilter
+        ns = torch.tensor(shape)
+        if method == "pme":
+            ref = KSpaceFilter(cells[g], ns, kernel=potential, fft_norm="backward",
+                               ifft_norm="forward")._kfilter
+        else:
+            ref = P3MKSpaceFilter(ortho, ns, interpolation_nodes=nodes, kernel=potential,
+                                  mode=0, differential_order=2, fft_norm="backward",
+                                  ifft_norm="forward")
+            kernel_only = KSpaceFilter(cells[g], ns, kernel=potential, fft_norm="backward",
+                                       ifft_norm="forward")._kfilter
+            # the influence function depends on the mesh indices only: torch-pme's on
+            # the orthorhombic cell, times the kernel of this cell
+            ortho_kernel = KSpaceFilter(ortho, ns, kernel=potential, fft_norm="backward",
+                                        ifft_norm="forward")._kfilter
+            influence = torch.where(ortho_kernel == 0, 0.0, ref._kfilter / ortho_kernel)
+            ref = influence * kernel_only
         torch.testing.assert_close(batched[g], ref, rtol=1e-12, atol=1e-12 * float(ref.abs().max()))
 
 
@@ -188,9 +204,11 @@ def test_analytic_kspace_flag_is_checked():
 def test_horner_weights_equal_torchpme_weights(method, nodes):
     """The coefficient-matrix weights equal torch-pme's term-by-term polynomials to
     rounding, for real and (complex-step) derivative use."""
-    from hybridpot.electrostatics.mesh import PolynomialWeights, SeparableMeshInterpolator
+    from torchpme.lib.mesh_interpolator import MeshInterpolator
 
-    reference = SeparableMeshInterpolator(
+    from hybridpot.electrostatics.mesh import PolynomialWeights
+
+    reference = MeshInterpolator(
         torch.eye(3, dtype=torch.float64), torch.ones(3, dtype=torch.int64),
         interpolation_nodes=nodes, method=method,
     )._compute_1d_weights
