@@ -98,9 +98,9 @@ def check_lists(device):
 
 def check_model_matches_cpu(device):
     """Hybrid model on the device equals the CPU, float64, bulk + slab + molecule batch."""
-    import hybridpot
     from ase.build import molecule
 
+    import hybridpot
     from hybridpot.data import batch_graphs, graph_from_atoms
 
     torch.manual_seed(0)
@@ -146,55 +146,71 @@ def count_syncs(device):
     return {"count": len(messages), "first": messages[:5]}
 
 
-def inference(sizes, device, emit):
-    import hybridpot
+def _time_inference(model, atoms, device, chunk):
+    """One size: times (prepared, fresh graph + plan, skin lists) and peak memory."""
     from hybridpot.data import graph_from_atoms
+    from hybridpot.data.verlet import VerletGraphs
+
+    model.set_edge_chunk(chunk)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+    def build():
+        return graph_from_atoms(atoms, 5.0, dtype=torch.float32, device=device)
+
+    def forces(graph):
+        return model(graph, compute_forces=True, compute_stress=True)["forces"].sum()
+
+    t_graph = timeit(build, device, n=3, warm=1)
+    graph = build()
+    t0 = time.perf_counter()
+    forces(graph).item()
+    t_first = time.perf_counter() - t0
+    t = timeit(lambda graph=graph: forces(graph), device, n=5, warm=1)
+    graph = None  # free it before the next measurement
+    t_fresh = timeit(lambda: forces(build()), device, n=3, warm=1)
+    # MD with a 1 Å skin: lists reused, each call keeps the pairs inside the cutoffs.
+    verlet = VerletGraphs(5.0, skin=1.0, dtype=torch.float32, device=device)
+    rng = np.random.default_rng(0)
+    moved = atoms.copy()
+
+    def md_call():
+        moved.positions += rng.normal(scale=0.005, size=moved.positions.shape)
+        return forces(verlet(moved, model.electrostatics))
+
+    t_skin = timeit(md_call, device, n=3, warm=1)
+    mem = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    return dict(t_s=t, t_with_graph_and_plan_s=t_fresh, t_md_skin_s=t_skin,
+                first_call_s=t_first, graph_s=t_graph, atom_steps_per_s=len(atoms) / t,
+                peak_mib=mem, kib_per_atom=mem * 1024 / len(atoms) if mem else None,
+                edge_chunk=chunk, list_builds=verlet.builds)
+
+
+def inference(sizes, device, emit, chunk_from, chunk):
+    import hybridpot
 
     for coulomb in (True, False):
         torch.manual_seed(0)
         model = hybridpot.build_model({"elements": ["Na", "Cl"], **MACE_SIZE, "coulomb": coulomb})
         model = model.to(device=device, dtype=torch.float32).eval()
+        name = "hybrid" if coulomb else "short-range"
         for n in sizes:
             atoms = nacl(n)
-            name = "hybrid" if coulomb else "short-range"
+            use = chunk if n >= chunk_from else None
             try:
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats()
-
-                def build():
-                    return graph_from_atoms(atoms, 5.0, dtype=torch.float32, device=device)
-
-                t_graph = timeit(build, device, n=3, warm=1)
-                g = build()
-
-                def call():
-                    return model(g, compute_forces=True, compute_stress=True)["forces"].sum()
-
-                t_first = time.perf_counter()
-                call().item()
-                t_first = time.perf_counter() - t_first
-                t = timeit(call, device, n=5, warm=1)
-
-                def fresh():
-                    return model(build(), compute_forces=True, compute_stress=True)["forces"].sum()
-
-                t_fresh = timeit(fresh, device, n=3, warm=1)
-                mem = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-                emit(dict(kind="infer", code=name, N=len(atoms), t_s=t, t_with_graph_and_plan_s=t_fresh,
-                          first_call_s=t_first, graph_s=t_graph, atom_steps_per_s=len(atoms) / t,
-                          peak_mib=mem, kib_per_atom=mem * 1024 / len(atoms) if mem else None))
-                del g
+                emit(dict(kind="infer", code=name, N=len(atoms),
+                          **_time_inference(model, atoms, device, use)))
             except torch.OutOfMemoryError:
-                emit(dict(kind="infer", code=name, N=len(atoms), error="OOM"))
+                emit(dict(kind="infer", code=name, N=len(atoms), edge_chunk=use, error="OOM"))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
 
 def training(device, emit):
-    import hybridpot
     from ase.calculators.singlepoint import SinglePointCalculator
 
+    import hybridpot
     from hybridpot.data import batch_graphs
     from hybridpot.train.config import LossConfig
     from hybridpot.train.dataset import graphs_from_structures
@@ -213,21 +229,19 @@ def training(device, emit):
                 images.append(atoms)
             graphs = graphs_from_structures(images, 5.0, dtype=torch.float32)
             torch.manual_seed(0)
-            model = hybridpot.build_model({"elements": ["Na", "Cl"], **MACE_SIZE, "coulomb": coulomb})
-            model = model.to(device=device, dtype=torch.float32)
+            config = {"elements": ["Na", "Cl"], **MACE_SIZE, "coulomb": coulomb}
+            model = hybridpot.build_model(config).to(device=device, dtype=torch.float32)
             batch = batch_graphs(graphs).to(device)
             loss_fn = Loss(LossConfig(energy=1.0, forces=10.0))
             opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
-            def step():
+            def step(model=model, batch=batch, loss_fn=loss_fn, opt=opt, fresh=False):
+                if fresh:  # a loader that makes a new batch every step
+                    batch._cache.clear()
                 return float(train_step(model, batch, loss_fn, opt, clip_grad_norm=10.0)[0])
 
-            def step_new_plan():
-                batch._cache.clear()
-                return step()
-
             t = timeit(step, device, n=10, warm=3)
-            t_new = timeit(step_new_plan, device, n=5, warm=1)
+            t_new = timeit(lambda: step(fresh=True), device, n=5, warm=1)
             emit(dict(kind="train", code="hybrid" if coulomb else "short-range", N=n, batch=4,
                       step_s=t, step_with_plan_s=t_new, structures_per_s=4 / t))
 
@@ -237,6 +251,10 @@ def main(argv=None):
     parser.add_argument("--output", default="benchmarks/results/gpu.json")
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 32768, 262144, 1000000])
     parser.add_argument("--skip", nargs="*", default=[], choices=["checks", "infer", "train"])
+    parser.add_argument("--edge-chunk", type=int, default=2_000_000,
+                        help="edges per message chunk for the large sizes")
+    parser.add_argument("--chunk-from", type=int, default=500_000,
+                        help="chunk the messages from this many atoms on")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
@@ -262,17 +280,19 @@ def main(argv=None):
         emit(dict(kind="check", what="host syncs in forward+backward (plan prepared)",
                   result=count_syncs(device)))
     if "infer" not in args.skip:
-        inference(args.sizes, device, emit)
+        inference(args.sizes, device, emit, args.chunk_from, args.edge_chunk)
     if "train" not in args.skip:
         training(device, emit)
-    print(f"{'kind':6} {'code':12} {'N':>8} {'time (s)':>10} {'with plan':>10} {'atom-steps/s':>13} "
-          f"{'KiB/atom':>9}")
+    header = ("kind", "code", "N", "time (s)", "+plan (s)", "skin (s)", "atom-steps/s", "KiB/atom")
+    print("{:6} {:12} {:>8} {:>9} {:>9} {:>9} {:>13} {:>9}".format(*header))
     for r in records:
         if r["kind"] == "infer" and "t_s" in r:
-            print(f"infer  {r['code']:12} {r['N']:8d} {r['t_s']:10.4f} {r['t_with_graph_and_plan_s']:10.4f} "
+            print(f"infer  {r['code']:12} {r['N']:8d} {r['t_s']:9.4f} "
+                  f"{r['t_with_graph_and_plan_s']:9.4f} {r['t_md_skin_s']:9.4f} "
                   f"{r['atom_steps_per_s']:13.3g} {r['kib_per_atom'] or 0:9.1f}")
         elif r["kind"] == "train":
-            print(f"train  {r['code']:12} {r['N']:8d} {r['step_s']:10.4f} {r['step_with_plan_s']:10.4f}")
+            print(f"train  {r['code']:12} {r['N']:8d} {r['step_s']:9.4f} "
+                  f"{r['step_with_plan_s']:9.4f}")
     return 0
 
 
