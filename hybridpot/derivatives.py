@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .data.segments import per_structure_matmul
+from .data.segments import determinant3, per_structure_matmul
 
 # Voigt order used by ASE: xx, yy, zz, yz, xz, xy.
 VOIGT_INDICES = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -50,7 +50,7 @@ def apply_strain(
 
 def cell_volume(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
     """(B,) Å³, |det cell| for fully periodic structures, 0 for the others."""
-    volume = torch.linalg.det(cell).abs()
+    volume = determinant3(cell).abs()
     return torch.where(pbc.all(dim=-1), volume, torch.zeros_like(volume))
 
 

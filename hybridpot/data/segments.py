@@ -95,3 +95,27 @@ def per_structure_matmul(
         mask = _one_hot(index, num_segments, vectors.dtype)
         return (products * mask[:, :, None]).sum(dim=1)
     return torch.einsum("mk,mkl->ml", vectors, matrices.index_select(0, index))
+
+
+def determinant3(matrices: torch.Tensor) -> torch.Tensor:
+    """(B,) det of (B, 3, 3) matrices as the triple product a . (b x c).
+
+    Explicit, differentiable (also twice) and free of the library LU factorisation,
+    whose error checks synchronise with the host on a GPU.
+    """
+    a, b, c = matrices[..., 0, :], matrices[..., 1, :], matrices[..., 2, :]
+    return (a * torch.linalg.cross(b, c, dim=-1)).sum(-1)
+
+
+def inverse3(matrices: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) inverses of (B, 3, 3) nonsingular matrices (adjugate / determinant).
+
+    For a cell with rows a, b, c the columns of the inverse are (b x c, c x a, a x b)
+    divided by a . (b x c). Singular input gives inf/NaN: callers check cells first.
+    """
+    a, b, c = matrices[..., 0, :], matrices[..., 1, :], matrices[..., 2, :]
+    bc = torch.linalg.cross(b, c, dim=-1)
+    ca = torch.linalg.cross(c, a, dim=-1)
+    ab = torch.linalg.cross(a, b, dim=-1)
+    det = (a * bc).sum(-1)
+    return torch.stack([bc, ca, ab], dim=-1) / det[..., None, None]

@@ -25,7 +25,13 @@ import math
 
 import torch
 
-from ..data.segments import gather_segments, per_structure_matmul, segment_sum
+from ..data.segments import (
+    determinant3,
+    gather_segments,
+    inverse3,
+    per_structure_matmul,
+    segment_sum,
+)
 from ..keys import COULOMB_CONSTANT
 from .mesh import PolynomialWeights
 from .mesh_potential import mesh_potential, mesh_potential_autograd
@@ -118,8 +124,9 @@ def mesh_filters(group: MeshGroup, cells: torch.Tensor) -> torch.Tensor:
         torch.fft.rfftfreq(nz, device=device, dtype=dtype) * nz,
     ]
     m = torch.stack(torch.meshgrid(*freqs, indexing="ij"), dim=-1)  # (nx, ny, nz', 3)
-    # inv_ex: no singularity check (a host sync on CUDA); the plan checked the cells.
-    reciprocal = 2.0 * torch.pi * torch.linalg.inv_ex(cells)[0].transpose(-1, -2)  # (G, 3, 3)
+    # Explicit 3x3 inverse: no library check that would sync with the host on a GPU
+    # (the plan checked the cells).
+    reciprocal = 2.0 * torch.pi * inverse3(cells).transpose(-1, -2)  # (G, 3, 3)
     k = torch.einsum("xyzi,gij->gxyzj", m, reciprocal)
     k_sq = (k * k).sum(-1)
     s2 = (group.smearing**2)[:, None, None, None]
@@ -151,7 +158,7 @@ def mesh_energies(
     cells = kcells.index_select(0, group.structures)
     pos = positions.index_select(0, group.atoms)
     q = charges.index_select(0, group.atoms)
-    fractional = per_structure_matmul(pos, torch.linalg.inv_ex(cells)[0], group.slot)
+    fractional = per_structure_matmul(pos, inverse3(cells), group.slot)
     # Mesh steps along each lattice vector (Python ints: no host-to-device copy).
     scaled = torch.stack([fractional[:, a] * group.shape[a] for a in range(3)], dim=1)
     if cells.requires_grad:
@@ -176,7 +183,7 @@ def mesh_energies(
         phi = mesh_potential(*args, proportional_upstream=proportional_upstream)
     else:
         phi = mesh_potential_autograd(*args)
-    volume = torch.linalg.det(cells).abs()
+    volume = determinant3(cells).abs()
     num = cells.shape[0]
     total = segment_sum(q, group.slot, num)
     s = group.smearing
@@ -212,7 +219,7 @@ def slab_corrections(plan: CoulombPlan, positions, kcells, charges, batch) -> to
     normal_rows = cells[rows, plan.slab_axis]  # n L
     length = plan.slab_length
     normal = normal_rows / length[:, None]
-    volume = torch.linalg.det(cells).abs()
+    volume = determinant3(cells).abs()
     z = (positions * gather_segments(normal, index)).sum(-1) - gather_segments(
         plan.slab_origin, index
     )

@@ -124,7 +124,8 @@ REAL_SPACE_MARGIN = 10.0
 #: force error is random; extra k-vectors are cheap where Ewald is used (small cells).
 EWALD_MARGIN = 10.0
 #: Largest mesh (points) we build before refusing.
-MAX_MESH_POINTS = 2**28
+#: (2^30: a million-ion cell at 1e-4 needs ~3e8 points, ~5 GB of meshes in float32.)
+MAX_MESH_POINTS = 2**30
 
 #: (c_p, e_p, a_p) of dF_mesh / F0 = c_p (d/s)^a_p (h/s)^e_p (module docstring). For
 #: the default orders (PME p = 7, P3M p = 5), e_p and a_p are fits on rock salt with

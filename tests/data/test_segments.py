@@ -57,3 +57,19 @@ def test_per_structure_matmul_matches_einsum(b):
     ref_grads = torch.autograd.grad((ref * w).sum(), (vectors, matrices))
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-12)
+
+
+def test_explicit_3x3_determinant_and_inverse_match_linalg():
+    from hybridpot.data.segments import determinant3, inverse3
+
+    g = torch.Generator().manual_seed(0)
+    cells = torch.randn(7, 3, 3, dtype=torch.float64, generator=g) + 4 * torch.eye(3)
+    cells.requires_grad_(True)
+    torch.testing.assert_close(determinant3(cells), torch.linalg.det(cells), rtol=1e-13, atol=0)
+    torch.testing.assert_close(inverse3(cells), torch.linalg.inv(cells), rtol=1e-12, atol=1e-14)
+    w = torch.randn(7, 3, 3, dtype=torch.float64, generator=g)
+    ours = torch.autograd.grad((inverse3(cells) * w).sum() + determinant3(cells).sum(), cells)
+    ref = torch.autograd.grad(
+        (torch.linalg.inv(cells) * w).sum() + torch.linalg.det(cells).sum(), cells
+    )
+    torch.testing.assert_close(ours[0], ref[0], rtol=1e-11, atol=1e-13)
