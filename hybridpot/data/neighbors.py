@@ -21,7 +21,9 @@ def neighbor_pairs(
     cutoff: float,
     *,
     full_list: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    distances: bool = False,
+    sort: bool = True,
+) -> tuple[torch.Tensor, ...]:
     """All pairs closer than ``cutoff`` over all periodic images, on the positions' device.
 
     The one neighbour search of the package (network graph, Coulomb real-space pairs,
@@ -35,12 +37,16 @@ def neighbor_pairs(
         cutoff: Å, > 0. May exceed half the cell: every image within it is listed,
             including an atom's own images.
         full_list: list each pair as both i->j and j->i (True) or once (False).
+        distances: also return the pair distances (E,) float64 Å (values only).
+        sort: order the pairs (below). False keeps vesin's order, which on the CPU is a
+            deterministic function of the input (its cell list) but not sorted; on a GPU
+            it may vary between calls. Used for sums whose order only moves round-off.
 
     Returns:
         ``(i, j, shifts)``: int64 tensors (E,), (E,) and (E, 3) on the positions' device
         with ``|r_j - r_i + shifts @ cell| < cutoff`` for every edge, sorted by i, then j,
-        then shift (deterministic on every device); self pairs with zero shift are never
-        listed.
+        then shift (deterministic on every device) when ``sort``; self pairs with zero shift are never
+        listed. With ``distances``, ``(i, j, shifts, d)``.
     """
     if not (isinstance(cutoff, (int, float, np.integer, np.floating)) and cutoff > 0):
         raise ValueError(f"cutoff must be a positive number of Å, got {cutoff!r}")
@@ -51,20 +57,37 @@ def neighbor_pairs(
     n = positions.shape[0]
     if n == 0:
         empty = torch.zeros(0, dtype=torch.int64, device=device)
-        return empty, empty, torch.zeros((0, 3), dtype=torch.int64, device=device)
+        out = (empty, empty, torch.zeros((0, 3), dtype=torch.int64, device=device))
+        return out + ((torch.zeros(0, dtype=torch.float64, device=device),) if distances else ())
     points = positions.detach().to(torch.float64).contiguous()
     box = cell.detach().to(device=device, dtype=torch.float64).reshape(3, 3)
     if not any(flags):
         # vesin wants a box even when nothing is periodic; any box will do.
         box = torch.zeros((3, 3), dtype=torch.float64, device=device)
     calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=full_list)
-    i, j, shifts = calculator.compute(points, box.contiguous(), flags, "ijS")
-    i, j, shifts = (torch.as_tensor(x, device=device).to(torch.int64) for x in (i, j, shifts))
-    # Deterministic order (vesin's depends on threads): stable sorts, last key first.
-    order = torch.arange(i.shape[0], device=device)
-    for key in (shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i):
-        order = order[torch.argsort(key[order], stable=True)]
-    return i[order], j[order], shifts[order]
+    result = calculator.compute(points, box.contiguous(), flags, "ijSd" if distances else "ijS")
+    i, j, shifts = (torch.as_tensor(x, device=device).to(torch.int64) for x in result[:3])
+    out = (i, j, shifts)
+    if distances:
+        out = out + (torch.as_tensor(result[3], device=device).to(torch.float64),)
+    if not sort:
+        return out
+    order = torch.argsort(_pair_keys(i, j, shifts, n))
+    return tuple(x[order] for x in out)
+
+
+def _pair_keys(i, j, shifts, n: int) -> torch.Tensor:
+    """Distinct int64 keys ordering pairs by i, then j, then shift (deterministic on every
+    device: vesin's own order depends on its threads). One sort instead of five."""
+    if i.numel() == 0:
+        return i
+    low = shifts.min(dim=0).values
+    span = shifts.max(dim=0).values - low + 1
+    s0, s1, s2 = (int(x) for x in span.tolist())
+    if n * n * s0 * s1 * s2 >= 2**62:  # cannot happen for sane inputs; keep exact anyway
+        raise ValueError(f"too many atoms ({n}) or cell images for the pair ordering")
+    code = ((shifts[:, 0] - low[0]) * s1 + (shifts[:, 1] - low[1])) * s2 + (shifts[:, 2] - low[2])
+    return (i * n + j) * (s0 * s1 * s2) + code
 
 
 def neighbor_list(

@@ -98,6 +98,10 @@ def internal_cells(plan: CoulombPlan, cell: torch.Tensor) -> torch.Tensor:
 
 
 _WEIGHTS: dict = {}
+#: k-space filters of the last few groups of cells (key: MeshGroup.filter_key, dtype,
+#: device), for plans rebuilt at a fixed cell.
+_FILTERS: dict = {}
+_FILTER_CACHE_SIZE = 4
 
 
 def _weight_function(method: str, nodes: int) -> PolynomialWeights:
@@ -148,7 +152,7 @@ def mesh_energies(
     kcells,
     charges,
     sigma_q: float,
-    proportional_upstream: bool,
+    proportional_upstream: bool | None,
     analytic_kspace: bool = True,
 ) -> torch.Tensor:
     """(N_g,) eV: q_i times the long-range potential (k-space, self, background) / 2.
@@ -164,11 +168,18 @@ def mesh_energies(
     if cells.requires_grad:
         kfilter = mesh_filters(group, cells)
     else:
-        # A plan is for one geometry: without a cell gradient (no stress) the filters
-        # are constants of the plan, built once (epochs over a cached batch, MD at a
-        # fixed cell with a reused plan).
+        # Without a cell gradient (no stress) the filters are constants of the plan,
+        # built once per plan (epochs over a cached batch, MD with a reused plan) and
+        # shared between plans of the same cells (MD at a fixed cell).
         if group.filters is None or group.filters.dtype != cells.dtype:
-            group.filters = mesh_filters(group, cells).detach()
+            key = (group.filter_key, cells.dtype, str(cells.device))
+            filters = _FILTERS.pop(key, None)
+            if filters is None:
+                filters = mesh_filters(group, cells).detach()
+            _FILTERS[key] = filters  # most recently used last
+            while len(_FILTERS) > _FILTER_CACHE_SIZE:
+                _FILTERS.pop(next(iter(_FILTERS)))
+            group.filters = filters
         kfilter = group.filters
     args = (
         scaled,
@@ -255,7 +266,7 @@ def coulomb_energies(
     batch: torch.Tensor,
     *,
     sigma_q: float,
-    proportional_upstream: bool = False,
+    proportional_upstream: bool | None = None,
     analytic_kspace: bool = True,
 ) -> torch.Tensor:
     """Per-atom Coulomb energies (N,) eV of a batch (module docstring), one pass.
@@ -267,9 +278,10 @@ def coulomb_energies(
         charges: (N,) e.
         batch: (N,) int64.
         sigma_q: Gaussian width (Å).
-        proportional_upstream: the energies are only differentiated through their sum
-            per structure, once (forces/stress/potential without ``create_graph``):
+        proportional_upstream: True: the energies are only differentiated through their
+            sum per structure, once (forces/stress/potential without ``create_graph``):
             the mesh backward then reuses the forward mesh (see :mod:`.mesh_potential`).
+            False: general backward. None: checked in the backward (a host sync).
         analytic_kspace: mesh gradients from the forward mesh (default) or plain
             autograd through the interpolation.
     """

@@ -65,8 +65,10 @@ def _flat_index(
     # Wrap per axis with Python ints (a tensor of the shape would be a host-to-device copy).
     ix, iy, iz = (index[:, a] % shape[a] for a in range(3))
     plane = (ix * shape[1])[:, :, None] + iy[:, None, :]  # (N, p, p)
-    local = (plane * shape[2])[:, :, :, None] + iz[:, None, None, :]
-    return local + (slot * (shape[0] * shape[1] * shape[2]))[:, None, None, None]
+    # The structure's mesh offset goes on the (N, p) plane before the broadcast to p^3.
+    offset = slot * (shape[0] * shape[1] * shape[2])
+    plane = plane * shape[2] + offset[:, None, None]
+    return plane[:, :, :, None] + iz[:, None, None, :]
 
 
 def _spread(values, wx, wy, wz, flat, shape, num_slots: int):
@@ -201,15 +203,26 @@ class _MeshPotential(torch.autograd.Function):
 
         wx, wy, wz, dwx, dwy, dwz, flat = ctx.mesh
         num_slots = kfilter.shape[0]
-        if ctx.proportional:
+        proportional = ctx.proportional
+        if proportional is not False:
             # g_i = c_b q_i (an energy sum_i q_i phi_i times a constant per structure):
-            # c_b = sum g q / sum q^2 within the structure (exact for such a g), and every
-            # gradient scales the forward mesh's own: dL/dq = c phi, dL/du = 2 c q grad phi.
+            # every gradient scales the forward mesh's own, dL/dq = c phi and
+            # dL/du = 2 c q grad phi. c_b is the ratio g/q at an atom of largest |q| in
+            # the structure: one rounding (a sum over the structure would add N).
+            abs_q = charges.abs()
             zeros = torch.zeros(num_slots, dtype=grad.dtype, device=grad.device)
-            gq = zeros.index_add(0, slot, grad * charges)
-            qq = zeros.index_add(0, slot, charges * charges)
-            scale_b = torch.where(qq > 0, gq / torch.where(qq > 0, qq, 1.0), 0.0)
+            largest = zeros.scatter_reduce(0, slot, abs_q, "amax", include_self=False)
+            at_largest = (abs_q == largest.index_select(0, slot)) & (abs_q > 0)
+            ratio = torch.where(at_largest, grad / torch.where(at_largest, charges, 1.0), -torch.inf)
+            scale_b = zeros.scatter_reduce(0, slot, ratio, "amax", include_self=False)
+            scale_b = torch.where(largest > 0, scale_b, 0.0)
             scale = scale_b.index_select(0, slot)
+            if proportional is None:
+                # Not promised by the caller: check it (a host sync; the model promises
+                # or declines, so its calls never get here). A few roundings of |g|.
+                tolerance = 8 * torch.finfo(grad.dtype).eps * grad.abs().max()
+                proportional = bool((grad - scale * charges).abs().max() <= tolerance)
+        if proportional:
             grad_q = scale * phi if needs[1] else None
             grad_u = (2.0 * scale * charges)[:, None] * grad_phi if needs[0] else None
             spectrum_g = scale_b[:, None, None, None] * spectrum
@@ -236,7 +249,7 @@ def mesh_potential(
     shape: tuple[int, int, int],
     slot: torch.Tensor | None = None,
     *,
-    proportional_upstream: bool = False,
+    proportional_upstream: bool | None = None,
 ) -> torch.Tensor:
     """Mesh potential phi_i = sum_n W_i(n) (K rho)(n) at every atom, analytic backward.
 
@@ -253,9 +266,10 @@ def mesh_potential(
         nodes: p, interpolation nodes per axis.
         shape: (nx, ny, nz) mesh points.
         slot: (N,) int64 structure of each atom in [0, G) (None: all in structure 0).
-        proportional_upstream: promise that the gradient arriving at phi is c_b q_i
-            with one constant per structure (phi only enters sum_i q_i phi_i per
+        proportional_upstream: True promises that the gradient arriving at phi is
+            c_b q_i with one constant per structure (phi only enters sum_i q_i phi_i per
             structure, differentiated once): the backward then needs no further FFT.
+            False: the general backward. None: checked in the backward (a host sync).
 
     Returns:
         (N,) phi in (charge units) x (filter units), before torch-pme's division by the

@@ -273,7 +273,7 @@ class Electrostatics(torch.nn.Module):
         batch: torch.Tensor,
         *,
         plan: CoulombPlan | None = None,
-        proportional_upstream: bool = False,
+        proportional_upstream: bool | None = None,
         create_graph: bool = False,
     ) -> torch.Tensor:
         """Per-atom Coulomb energies; their sum per structure is E_coulomb.
@@ -286,9 +286,12 @@ class Electrostatics(torch.nn.Module):
             batch: (N,) int64 structure index of each atom.
             plan: from :meth:`plan` for these positions (None: built here, with the
                 value checks that need the host).
-            proportional_upstream: the result will only be differentiated through its
-                sum per structure, once (forces, stress, dE/dq without create_graph):
-                lets the mesh backward reuse the forward mesh.
+            proportional_upstream: True promises that the result will only be
+                differentiated through its sum per structure, once (forces, stress,
+                dE/dq without create_graph): the mesh backward then reuses the forward
+                mesh. False: the general backward. None (default): the backward checks
+                whether the gradient is of that form (a host sync; the model always
+                says True or False).
             create_graph: the derivatives of the result will be differentiated again
                 (training on forces): the mesh then runs as plain autograd, which
                 differentiates to any order with no recomputation.

@@ -42,6 +42,9 @@ class MeshGroup:
         smearing: (G,) Ewald split length s (Å) of each structure.
         filters: (G, nx, ny, nz // 2 + 1) k-space filters, kept after the first call
             whose cells needed no gradient (they depend only on the plan's cells).
+        filter_key: what the filters depend on (method, nodes, shape, split lengths and
+            the internal cells' values), for a cache shared between plans (MD at a fixed
+            cell rebuilding its plan).
     """
 
     method: str
@@ -52,6 +55,7 @@ class MeshGroup:
     slot: torch.Tensor
     smearing: torch.Tensor
     filters: torch.Tensor | None = None
+    filter_key: tuple = ()
 
 
 @dataclass
@@ -141,12 +145,10 @@ def _check_periodic_cell(cell: np.ndarray, structure: int) -> None:
         )
 
 
-def _reject_coincident(positions, box, i, j, shifts, structure: int) -> None:
+def _reject_coincident(i, j, shifts, distances, structure: int) -> None:
     """Point charges at the same place have infinite energy: name both atoms."""
     if i.numel() == 0:
         return
-    vectors = positions[j] - positions[i] + shifts.to(positions.dtype) @ box
-    distances = torch.linalg.norm(vectors, dim=1)
     close = distances < COINCIDENT_DISTANCE
     if bool(close.any()):
         k = int(torch.nonzero(close)[0, 0])
@@ -206,8 +208,8 @@ def build_plan(module, positions, cell, pbc, batch, skin: float = 0.0) -> Coulom
             i, j = torch.triu_indices(n, n, offset=1, device=device)
             shifts = torch.zeros((i.shape[0], 3), dtype=torch.int64, device=device)
             if sigma_q == 0:
-                _reject_coincident(pos_b, torch.zeros(3, 3, dtype=torch.float64, device=device),
-                                   i, j, shifts, b)
+                distances = torch.linalg.norm(pos_b[j] - pos_b[i], dim=1)
+                _reject_coincident(i, j, shifts, distances, b)
             pair_parts.append((atoms[i], atoms[j], shifts, b, 0.0, math.inf))
             continue
         cell_np = cells_host[b]
@@ -240,10 +242,12 @@ def build_plan(module, positions, cell, pbc, batch, skin: float = 0.0) -> Coulom
             slabs.append((b, axis, length, origin))
         parameters.append(params)
         box = torch.as_tensor(internal_np, device=device)
-        i, j, shifts = neighbor_pairs(pos_b, box, list_pbc, params.real_space_cutoff + skin,
-                                      full_list=False)
+        i, j, shifts, distances = neighbor_pairs(
+            pos_b, box, list_pbc, params.real_space_cutoff + skin, full_list=False,
+            distances=True, sort=positions.is_cuda,  # vesin's CPU order is reproducible
+        )
         if sigma_q == 0:
-            _reject_coincident(pos_b, box, i, j, shifts, b)
+            _reject_coincident(i, j, shifts, distances, b)
         inv_width = 1.0 / (math.sqrt(2.0) * params.smearing)
         pair_parts.append((atoms[i], atoms[j], shifts, b, inv_width, params.real_space_cutoff))
         if params.method == "ewald":
@@ -251,7 +255,7 @@ def build_plan(module, positions, cell, pbc, batch, skin: float = 0.0) -> Coulom
             continue
         shape = params.mesh_shape(internal_np)
         key = (params.method, params.interpolation_nodes, shape)
-        groups.setdefault(key, []).append((b, atoms, params.smearing))
+        groups.setdefault(key, []).append((b, atoms, params.smearing, internal_np.tobytes()))
 
     def cat(parts, empty_shape, dtype_):
         if parts:
@@ -283,6 +287,8 @@ def build_plan(module, positions, cell, pbc, batch, skin: float = 0.0) -> Coulom
                 slot=torch.cat([torch.full((m[1].shape[0],), k, dtype=long, device=device)
                                 for k, m in enumerate(members)]),
                 smearing=torch.tensor([m[2] for m in members], dtype=dtype, device=device),
+                filter_key=(method, int(nodes), tuple(shape), tuple(m[2] for m in members),
+                            b"".join(m[3] for m in members)),
             )
         )
     return CoulombPlan(
