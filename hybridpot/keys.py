@@ -16,6 +16,9 @@ BATCH = "batch"  # (N,) int64, structure index of each atom
 EDGE_INDEX = "edge_index"  # (2, E) int64, rows (i, j): edge i -> j
 CELL_SHIFTS = "cell_shifts"  # (E, 3) float (integer-valued): r_ij = r_j - r_i + S_ij @ cell
 
+# --- where ase.Atoms carry them ------------------------------------------------------
+TOTAL_CHARGE_INFO = "charge"  # atoms.info key of the total charge (e) unless configured
+
 # --- model outputs (and reference labels of the same name) ------------------------------
 ENERGY = "energy"  # (B,) eV, total energy per structure
 ENERGIES = "energies"  # (N,) eV, per-atom energy (short-range + Coulomb share)
@@ -31,7 +34,6 @@ POTENTIAL = "electrostatic_potential"  # (N,) eV/e, dE_coulomb/dq_i
 DIPOLE = "dipole"  # (B, 3) e·Å, sum_i q_i r_i; only meaningful for non-periodic structures
 
 # --- physical constants -------------------------------------------------------------------
-import torchpme.prefactors  # noqa: E402
-
-#: k_e = 1/(4 pi eps0) = 14.399645 eV·Å/e² (torchpme.prefactors.eV_A).
-COULOMB_CONSTANT: float = torchpme.prefactors.eV_A
+#: k_e = e^2 / (4 pi eps0) in eV·Å/e², CODATA 2018 (the value of torchpme.prefactors.eV_A;
+#: tests/test_keys.py checks they agree, so this module needs no torch-pme import).
+COULOMB_CONSTANT: float = 14.399645478425667

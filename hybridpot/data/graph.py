@@ -194,7 +194,7 @@ def graph_from_atoms(
     cell_t = torch.tensor(cell, dtype=torch.float64, device=device)
     i, j, shifts = neighbor_pairs(positions_t, cell_t, [bool(p) for p in pbc], cutoff)
     if total_charge is None:
-        total_charge = float(atoms.info.get("charge", 0.0))
+        total_charge = float(atoms.info.get(keys.TOTAL_CHARGE_INFO, 0.0))
     n = len(atoms)
     return AtomicGraph(
         positions=positions_t.to(dtype),

@@ -7,6 +7,8 @@ so forces and stress flow through them.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import vesin
@@ -64,6 +66,7 @@ def neighbor_pairs(
     if not any(flags):
         # vesin wants a box even when nothing is periodic; any box will do.
         box = torch.zeros((3, 3), dtype=torch.float64, device=device)
+    _check_density(points, box, flags, float(cutoff))
     calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=full_list)
     result = calculator.compute(points, box.contiguous(), flags, "ijSd" if distances else "ijS")
     i, j, shifts = (torch.as_tensor(x, device=device).to(torch.int64) for x in result[:3])
@@ -88,6 +91,41 @@ def _pair_keys(i, j, shifts, n: int) -> torch.Tensor:
         raise ValueError(f"too many atoms ({n}) or cell images for the pair ordering")
     code = ((shifts[:, 0] - low[0]) * s1 + (shifts[:, 1] - low[1])) * s2 + (shifts[:, 2] - low[2])
     return (i * n + j) * (s0 * s1 * s2) + code
+
+
+#: Most neighbours per atom we list before suspecting wrong units (a 0.01 Å cell, Bohr for
+#: Å...): dense liquids at 10 Å have ~200.
+MAX_NEIGHBORS_PER_ATOM = 20_000
+#: Largest extent / cutoff of a non-periodic direction (vesin's cell grid overflows near
+#: 1e6 cells per axis and the process dies with SIGFPE).
+MAX_EXTENT_IN_CUTOFFS = 100_000
+
+
+def _check_density(points: torch.Tensor, box: torch.Tensor, flags, cutoff: float) -> None:
+    """Refuse inputs that would make the neighbour search explode or crash.
+
+    Raises:
+        ValueError: more than ``MAX_NEIGHBORS_PER_ATOM`` expected neighbours per atom in a
+            periodic cell, or a non-periodic extent over ``MAX_EXTENT_IN_CUTOFFS`` cutoffs.
+    """
+    n = points.shape[0]
+    extent = (points.max(dim=0).values - points.min(dim=0).values).tolist()
+    for axis, periodic in enumerate(flags):
+        if not periodic and extent[axis] > MAX_EXTENT_IN_CUTOFFS * cutoff:
+            raise ValueError(
+                f"positions span {extent[axis]:.3g} Å along non-periodic axis {axis}, over "
+                f"{MAX_EXTENT_IN_CUTOFFS} cutoffs ({cutoff} Å): check the units or split "
+                "the structure"
+            )
+    if all(flags):
+        volume = abs(float(torch.linalg.det(box.cpu())))
+        expected = n / max(volume, 1e-300) * 4.0 / 3.0 * math.pi * cutoff**3
+        if expected > MAX_NEIGHBORS_PER_ATOM:
+            raise ValueError(
+                f"cell volume {volume:.3g} Å^3 for {n} atoms gives ~{expected:.3g} neighbours "
+                f"per atom within {cutoff} Å (limit {MAX_NEIGHBORS_PER_ATOM}): check the "
+                "cell's units"
+            )
 
 
 def neighbor_list(

@@ -18,6 +18,7 @@ import ase
 import numpy as np
 import torch
 
+from .. import keys
 from .graph import AtomicGraph, graph_from_atoms
 
 
@@ -76,7 +77,7 @@ class VerletGraphs:
             self._plans = {}
             self.builds += 1
         positions = torch.tensor(atoms.positions, dtype=self.dtype, device=self.device)
-        total = float(atoms.info.get("charge", 0.0))
+        total = float(atoms.info.get(keys.TOTAL_CHARGE_INFO, 0.0))
         listed = dataclasses.replace(
             self._graph,
             positions=positions,

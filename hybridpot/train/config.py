@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
+from .. import keys
 from .schema import ConfigError, UnknownKeyError, build_dataclass
 
 
@@ -59,7 +60,7 @@ class DataConfig:
     charges_key: str = "charges"
     """Per-atom charges (e): ``atoms.arrays[key]`` or the calculator's result."""
 
-    total_charge_key: str = "charge"
+    total_charge_key: str = keys.TOTAL_CHARGE_INFO
     """Total charge of a structure (e): ``atoms.info[key]``; absent means 0."""
 
     dipole_key: str = "dipole"

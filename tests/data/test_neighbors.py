@@ -90,3 +90,23 @@ def test_edge_vectors_match_shifts():
 def test_bad_cutoff_is_named():
     with pytest.raises(ValueError, match="cutoff"):
         neighbor_list(np.zeros((2, 3)), np.eye(3), (True,) * 3, 0.0)
+
+
+def test_absurd_inputs_are_refused_before_the_search():
+    """A 0.01 Å cell (wrong units) would list millions of images per atom; a molecule
+    spread over 1e6 Å crashes vesin's grid (SIGFPE): both get a clear ValueError."""
+    import pytest
+    import torch
+
+    from hybridpot.data.neighbors import neighbor_pairs
+
+    with pytest.raises(ValueError, match="neighbours per atom"):
+        neighbor_pairs(
+            torch.zeros(2, 3, dtype=torch.float64),
+            torch.eye(3, dtype=torch.float64) * 0.01,
+            [True] * 3,
+            3.5,
+        )
+    far = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 1e6]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="non-periodic axis 2"):
+        neighbor_pairs(far, torch.zeros(3, 3, dtype=torch.float64), [False] * 3, 3.5)
