@@ -47,8 +47,8 @@ def neighbor_pairs(
     Returns:
         ``(i, j, shifts)``: int64 tensors (E,), (E,) and (E, 3) on the positions' device
         with ``|r_j - r_i + shifts @ cell| < cutoff`` for every edge, sorted by i, then j,
-        then shift (deterministic on every device) when ``sort``; self pairs with zero shift are never
-        listed. With ``distances``, ``(i, j, shifts, d)``.
+        then shift (deterministic on every device) when ``sort``; self pairs with zero
+        shift are never listed. With ``distances``, ``(i, j, shifts, d)``.
     """
     if not (isinstance(cutoff, (int, float, np.integer, np.floating)) and cutoff > 0):
         raise ValueError(f"cutoff must be a positive number of Å, got {cutoff!r}")

@@ -64,6 +64,52 @@ def pair_kernel(r: torch.Tensor, sigma_q: float, inv_width: torch.Tensor) -> tor
     return torch.where(small, series, exact)
 
 
+def pair_kernel_derivative(r: torch.Tensor, sigma_q: float, inv_width: torch.Tensor):
+    """f'(r) = df/dr of :func:`pair_kernel` (1/Å^2), finite at r = 0 (differentiable).
+
+    With g(x) = (2/sqrt(pi)) exp(-x^2) the derivative of erf:
+    f' = [a g(r a) - b g(r b) - f] / r (a = 1/(2 sigma_q), b = ``inv_width``), and
+    for point charges f' = -[b g(r b) + f] / r.
+    """
+    f = pair_kernel(r, sigma_q, inv_width)
+    gb = _TWO_OVER_SQRT_PI * inv_width * torch.exp(-((r * inv_width) ** 2))
+    if sigma_q == 0:
+        return -(gb + f) / r
+    inv_a = 1.0 / (2.0 * sigma_q)
+    small = r < 1e-3 / inv_a
+    r_safe = torch.where(small, torch.full_like(r, 1.0 / inv_a), r)
+    ga = _TWO_OVER_SQRT_PI * inv_a * torch.exp(-((r_safe * inv_a) ** 2))
+    gb_safe = _TWO_OVER_SQRT_PI * inv_width * torch.exp(-((r_safe * inv_width) ** 2))
+    f_safe = pair_kernel(r_safe, sigma_q, inv_width)
+    exact = (ga - gb_safe - f_safe) / r_safe
+    d3 = inv_a**3 - inv_width**3
+    d5 = inv_a**5 - inv_width**5
+    series = _TWO_OVER_SQRT_PI * (-2.0 * r * d3 / 3.0 + 0.4 * r**3 * d5)
+    return torch.where(small, series, exact)
+
+
+class _PairKernel(torch.autograd.Function):
+    """f(r) with the analytic derivative f'(r) as its backward.
+
+    Autograd through the erfc/where chain of :func:`pair_kernel` keeps ~10 intermediate
+    tensors per pair and replays them backwards; here the forward keeps r only and the
+    backward is one evaluation of f'. The backward is written in differentiable torch
+    operations, so it is itself differentiated when ``create_graph`` asks for it (second
+    derivatives for training on forces).
+    """
+
+    @staticmethod
+    def forward(ctx, r, inv_width, sigma_q):
+        ctx.save_for_backward(r, inv_width)
+        ctx.sigma_q = sigma_q
+        return pair_kernel(r, sigma_q, inv_width)
+
+    @staticmethod
+    def backward(ctx, grad):
+        r, inv_width = ctx.saved_tensors
+        return grad * pair_kernel_derivative(r, ctx.sigma_q, inv_width), None, None
+
+
 def real_space_energies(plan: CoulombPlan, positions, cell, charges, sigma_q: float):
     """(N,) eV: half of every listed pair's k_e q_i q_j f(r_ij) to each of its atoms."""
     i, j = plan.pair_i, plan.pair_j
@@ -71,7 +117,8 @@ def real_space_energies(plan: CoulombPlan, positions, cell, charges, sigma_q: fl
     vectors = positions.index_select(0, j) - positions.index_select(0, i) + shift
     r = torch.linalg.norm(vectors, dim=1)
     q_i, q_j = charges.index_select(0, i), charges.index_select(0, j)
-    half = 0.5 * COULOMB_CONSTANT * q_i * q_j * pair_kernel(r, sigma_q, plan.pair_inv_width)
+    kernel = _PairKernel.apply(r, plan.pair_inv_width, sigma_q)
+    half = 0.5 * COULOMB_CONSTANT * q_i * q_j * kernel
     energies = torch.zeros_like(charges).index_add(0, i, half)
     return energies.index_add(0, j, half)
 

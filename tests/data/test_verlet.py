@@ -27,7 +27,7 @@ def test_skin_lists_equal_fresh_lists_along_a_trajectory(pbc, charge):
     skin = 0.6
     graphs = VerletGraphs(SMALL_CUTOFF, skin=skin)
     rng = np.random.default_rng(1)
-    for step in range(8):
+    for _ in range(8):
         # 0.1 Å steps: a few reuse the list, then atoms pass half the skin.
         atoms.positions += rng.normal(scale=0.1 / np.sqrt(3), size=atoms.positions.shape)
         graph = graphs(atoms, model.electrostatics)
