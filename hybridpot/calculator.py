@@ -13,7 +13,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from . import keys
 from .data.verlet import VerletGraphs
-from .derivatives import VOIGT_INDICES
+from .derivatives import voigt
 from .device import resolve_device
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -218,7 +218,7 @@ class HybridCalculator(Calculator):
                 results["stress"] = numpy(keys.STRESS_VOIGT)[0]
             else:
                 stress = self._slab_stress(numpy(keys.VIRIAL)[0], atoms)
-                results["stress"] = np.array([stress[a, b] for a, b in VOIGT_INDICES])
+                results["stress"] = voigt(stress)
         for key, value in results.items():
             if not np.all(np.isfinite(value)):
                 raise FloatingPointError(f"the model returned non-finite {key}; atoms: {atoms}")

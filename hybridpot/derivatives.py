@@ -16,8 +16,15 @@ import torch
 
 from .data.segments import determinant3, per_structure_matmul
 
-# Voigt order used by ASE: xx, yy, zz, yz, xz, xy.
+#: Voigt order used by ASE: xx, yy, zz, yz, xz, xy. The only place this order is spelled:
+#: :func:`voigt` and :func:`voigt_to_matrix` use it, and everything else calls them.
 VOIGT_INDICES = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+_VOIGT_ROWS = [a for a, _ in VOIGT_INDICES]
+_VOIGT_COLS = [b for _, b in VOIGT_INDICES]
+# Index of each of the 3 x 3 entries in the Voigt vector (symmetric: (a, b) and (b, a)).
+_MATRIX_FROM_VOIGT = [[0] * 3 for _ in range(3)]
+for _v, (_a, _b) in enumerate(VOIGT_INDICES):
+    _MATRIX_FROM_VOIGT[_a][_b] = _MATRIX_FROM_VOIGT[_b][_a] = _v
 
 
 def apply_strain(
@@ -103,6 +110,15 @@ def forces_and_stress_from_gradients(
     return forces, -de_dstrain, stress
 
 
-def voigt(stress: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 3) -> (B, 6) in ASE's Voigt order xx yy zz yz xz xy."""
-    return torch.stack([stress[..., a, b] for a, b in VOIGT_INDICES], dim=-1)
+def voigt(tensor):
+    """(..., 3, 3) -> (..., 6) in ASE's Voigt order xx yy zz yz xz xy.
+
+    Works on torch tensors (differentiable) and NumPy arrays alike; the upper triangle
+    is read, so pass a symmetric tensor.
+    """
+    return tensor[..., _VOIGT_ROWS, _VOIGT_COLS]
+
+
+def voigt_to_matrix(vector):
+    """(..., 6) in ASE's Voigt order -> the symmetric (..., 3, 3); torch or NumPy."""
+    return vector[..., _MATRIX_FROM_VOIGT]

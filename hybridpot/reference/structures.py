@@ -13,6 +13,8 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 
+from ..derivatives import VOIGT_INDICES
+
 #: Static (0 K) lattice constant of the Tosi-Fumi NaCl crystal, Å (see docs/reference.md).
 A0_STATIC = 5.618
 #: Linear thermal expansion used to pick the starting lattice constant at temperature T
@@ -90,7 +92,7 @@ def _strain_matrix(rng: np.random.Generator, max_strain: float, max_shear: float
     """(3, 3) deformation 1 + ε with random isotropic and symmetric shear parts."""
     eps = np.eye(3) * rng.uniform(-max_strain, max_strain)
     off = rng.uniform(-max_shear, max_shear, size=3)
-    for value, (a, b) in zip(off, ((1, 2), (0, 2), (0, 1)), strict=True):
+    for value, (a, b) in zip(off, VOIGT_INDICES[3:], strict=True):
         eps[a, b] = eps[b, a] = value
     return np.eye(3) + eps
 

@@ -28,6 +28,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from ..data.neighbors import neighbor_list
+from ..derivatives import voigt
 
 # 1 J = 1/e eV exactly (SI 2019); 1 m = 1e10 Å.
 _J_TO_EV = 1.0 / 1.602176634e-19
@@ -286,11 +287,6 @@ def accumulate_pairs(
     }
 
 
-def _voigt(m: np.ndarray) -> np.ndarray:
-    """(3, 3) -> (6,) in ASE's order xx, yy, zz, yz, xz, xy."""
-    return np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
-
-
 class TosiFumiCalculator(Calculator):
     """ASE calculator for the Tosi-Fumi rigid-ion model (short range + exact Coulomb).
 
@@ -403,7 +399,7 @@ class TosiFumiCalculator(Calculator):
         }
         if periodic:
             volume = abs(np.linalg.det(atoms.cell.array))
-            stress_sr = _voigt(sr["virial_derivative"]) / volume
+            stress_sr = voigt(sr["virial_derivative"]) / volume
             self.results["stress"] = stress_sr + _to_numpy(el["stress"]).reshape(6)
 
 

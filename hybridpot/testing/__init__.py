@@ -1,7 +1,8 @@
 """Test helpers shipped with the package: independent references, crystals, tolerances.
 
-Everything here is plain NumPy/SciPy/ASE (no torch, no torch-pme), so it can check the
-torch code independently:
+The references compute with plain NumPy/SciPy/ASE (no torch arithmetic, no torch-pme; only
+conventions such as the Voigt order are imported), so they check the torch code
+independently:
 
 - :func:`ewald_sum`, :func:`direct_sum` (``ewald_reference``): exhaustively converged
   float64 Coulomb sums of point or Gaussian charges with analytic forces, stress and

@@ -45,11 +45,13 @@ import math
 import numpy as np
 from scipy.special import erf, erfc
 
+# Only the Voigt order (ASE's convention, one place in the package) is shared with the
+# code under test; every number here is computed with NumPy/SciPy.
+from ..derivatives import voigt
+
 #: k_e = 1/(4 pi eps0) in eV·Å/e² (the value torchpme.prefactors.eV_A uses).
 COULOMB_CONSTANT = 14.399645478425667
 
-#: Voigt order used by ASE: xx, yy, zz, yz, xz, xy.
-VOIGT_INDICES = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 # Below this distance (Å) two point charges are "coincident": their energy is infinite.
@@ -374,11 +376,6 @@ def wrap_positions(positions: np.ndarray, lattice: np.ndarray) -> np.ndarray:
     """Positions moved by lattice vectors into the cell (fractional coordinates in [0, 1))."""
     frac = positions @ np.linalg.inv(lattice)
     return (frac - np.floor(frac)) @ lattice
-
-
-def voigt(tensor: np.ndarray) -> np.ndarray:
-    """(6,) Voigt vector xx yy zz yz xz xy of a (3, 3) tensor."""
-    return np.array([tensor[a, b] for a, b in VOIGT_INDICES])
 
 
 def validate_charges(positions, charges) -> tuple[np.ndarray, np.ndarray]:

@@ -23,8 +23,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import keys
-from ..data.graph import AtomicGraph, batch_graphs, graph_from_atoms
 from ..atomic import load_weights_only
+from ..data.graph import AtomicGraph, batch_graphs, graph_from_atoms
+from ..derivatives import voigt_to_matrix
 from .checkpoint import atomic_save
 from .config import DataConfig
 
@@ -95,9 +96,7 @@ def extract_labels(
         if not np.isfinite(value).all():
             raise ValueError(f"{where}: label {name!r} (key {key!r}) has NaN or inf values")
         if name == keys.STRESS and value.size == 6:
-            # ASE Voigt order xx yy zz yz xz xy -> symmetric 3x3.
-            xx, yy, zz, yz, xz, xy = value.reshape(6)
-            value = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+            value = voigt_to_matrix(value.reshape(6))  # ASE's Voigt order -> symmetric 3x3
         labels[name] = value.reshape(target)
     weight = _lookup(atoms, k.weight_key)
     weight = np.ones(1) if weight is None else weight.reshape(-1)

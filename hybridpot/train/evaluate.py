@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .. import keys
 from ..data.graph import AtomicGraph
-from ..derivatives import VOIGT_INDICES
+from ..derivatives import voigt
 from .checkpoint import atomic_write_text
 from .config import DataConfig
 from .dataset import GraphLoader, check_structures, extract_labels, graphs_from_structures
@@ -113,11 +113,6 @@ def evaluate_structures(
     return metrics.compute(), counts, predictions
 
 
-def _voigt(stress: np.ndarray) -> np.ndarray:
-    """(3, 3) -> (6,) in ASE's order xx yy zz yz xz xy."""
-    return np.array([stress[i, j] for i, j in VOIGT_INDICES])
-
-
 def write_predictions(
     images: list[ase.Atoms],
     predictions: list[dict[str, np.ndarray]],
@@ -157,7 +152,7 @@ def write_predictions(
             if name in (keys.FORCES, keys.CHARGES):
                 new.arrays[f"ref_{name}"] = labels[name]
             elif name == keys.STRESS:
-                new.info[f"ref_{name}"] = _voigt(labels[name].reshape(3, 3))
+                new.info[f"ref_{name}"] = voigt(labels[name].reshape(3, 3))
             elif name == keys.DIPOLE:
                 new.info[f"ref_{name}"] = labels[name].reshape(3)
             else:
@@ -168,7 +163,7 @@ def write_predictions(
             "charges": pred[keys.CHARGES],
         }
         if keys.STRESS in pred:
-            results["stress"] = _voigt(pred[keys.STRESS])
+            results["stress"] = voigt(pred[keys.STRESS])
         new.info[keys.ENERGY_SHORT] = float(pred[keys.ENERGY_SHORT])
         new.info[keys.ENERGY_COULOMB] = float(pred[keys.ENERGY_COULOMB])
         if keys.DIPOLE in pred:
