@@ -13,7 +13,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from . import keys
 from .data.verlet import VerletGraphs
-from .derivatives import voigt
+from .derivatives import has_dipole, voigt
 from .device import resolve_device
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -208,7 +208,7 @@ class HybridCalculator(Calculator):
             "energy_short": float(numpy(keys.ENERGY_SHORT)[0]),
             "energy_coulomb": float(numpy(keys.ENERGY_COULOMB)[0]),
         }
-        if n_periodic == 0:  # a dipole is defined only without periodic images
+        if has_dipole(atoms.pbc):
             results["dipole"] = numpy(keys.DIPOLE)[0]
         if want_forces:
             results["forces"] = numpy(keys.FORCES)

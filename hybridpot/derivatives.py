@@ -55,6 +55,22 @@ def apply_strain(
     return strained_positions, strained_cell, strain
 
 
+def has_dipole(pbc):
+    """Whether a structure's dipole sum_i q_i r_i is defined: only without periodic images.
+
+    With any periodic axis the sum depends on which image each atom is written in, so the
+    model, the calculator, the evaluation and the training targets all leave it out (or
+    zero it) where this is False. The one place this rule lives.
+
+    Args:
+        pbc: (..., 3) bool, a torch tensor or a NumPy array (e.g. ``atoms.pbc``).
+
+    Returns:
+        (...) bool of the same kind: True where no axis is periodic.
+    """
+    return ~pbc.any(-1)
+
+
 def cell_volume(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
     """(B,) Å³, |det cell| for fully periodic structures, 0 for the others."""
     volume = determinant3(cell).abs()

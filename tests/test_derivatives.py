@@ -1,10 +1,10 @@
-"""hybridpot.derivatives: the one place the Voigt order is spelled, checked against ASE."""
+"""hybridpot.derivatives: the Voigt order (checked against ASE) and where a dipole is defined."""
 
 import ase.stress
 import numpy as np
 import torch
 
-from hybridpot.derivatives import voigt, voigt_to_matrix
+from hybridpot.derivatives import has_dipole, voigt, voigt_to_matrix
 
 
 def test_voigt_order_is_ases():
@@ -22,3 +22,11 @@ def test_voigt_torch_batched_and_round_trip():
     assert voigt(m).shape == (4, 6)
     torch.testing.assert_close(voigt_to_matrix(voigt(m)), m, rtol=0, atol=0)
     np.testing.assert_array_equal(voigt(m).numpy(), voigt(m.numpy()))
+
+
+def test_dipole_defined_only_without_periodic_axes():
+    pbc = [[False, False, False], [True, True, False], [True, False, False], [True] * 3]
+    expected = [True, False, False, False]
+    assert has_dipole(torch.tensor(pbc)).tolist() == expected
+    assert has_dipole(np.array(pbc)).tolist() == expected
+    assert bool(has_dipole(np.array(pbc[0]))) and not bool(has_dipole(np.array(pbc[1])))

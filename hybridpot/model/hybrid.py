@@ -18,7 +18,13 @@ import torch
 from .. import keys
 from ..data.graph import AtomicGraph
 from ..data.segments import segment_sum
-from ..derivatives import apply_strain, cell_volume, forces_and_stress_from_gradients, voigt
+from ..derivatives import (
+    apply_strain,
+    cell_volume,
+    forces_and_stress_from_gradients,
+    has_dipole,
+    voigt,
+)
 from ..electrostatics import Electrostatics
 from ..nn import EquivariantNetwork
 from .config import ModelConfig
@@ -198,9 +204,8 @@ class HybridModel(torch.nn.Module):
             return segment_sum(values, graph.batch, num_graphs)
 
         energy = per_structure(energies)
-        periodic = graph.pbc.any(dim=-1)
         dipole = segment_sum(charges[:, None] * graph.positions, graph.batch, num_graphs)
-        dipole = torch.where(periodic[:, None], torch.zeros_like(dipole), dipole)
+        dipole = torch.where(has_dipole(graph.pbc)[:, None], dipole, torch.zeros_like(dipole))
 
         results = {
             keys.ENERGY: energy,

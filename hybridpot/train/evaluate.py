@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .. import keys
 from ..data.graph import AtomicGraph
-from ..derivatives import voigt
+from ..derivatives import has_dipole, voigt
 from .checkpoint import atomic_write_text
 from .config import DataConfig
 from .dataset import GraphLoader, check_structures, extract_labels, graphs_from_structures
@@ -67,7 +67,7 @@ def predict(
             }
             if bool(batch.pbc[b].all()):
                 out[keys.STRESS] = pred[keys.STRESS][b]
-            elif not bool(batch.pbc[b].any()):
+            elif bool(has_dipole(batch.pbc[b])):
                 out[keys.DIPOLE] = pred[keys.DIPOLE][b]
             results.append({k: v.double().cpu().numpy() for k, v in out.items()})
     return results

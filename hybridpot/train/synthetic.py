@@ -15,6 +15,8 @@ from ase.build import bulk
 from ase.calculators.lj import LennardJones
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from ..derivatives import has_dipole
+
 
 def _label(atoms: Atoms, charges: np.ndarray, rc: float) -> Atoms:
     calc = LennardJones(sigma=2.2, epsilon=0.05, rc=rc, smooth=True)
@@ -26,7 +28,7 @@ def _label(atoms: Atoms, charges: np.ndarray, rc: float) -> Atoms:
     }
     if atoms.pbc.all():
         results["stress"] = atoms.get_stress()
-    else:
+    if has_dipole(atoms.pbc):
         results["dipole"] = charges @ atoms.get_positions()
     atoms.calc = SinglePointCalculator(atoms, **results)
     return atoms

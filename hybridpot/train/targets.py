@@ -21,7 +21,7 @@ import torch
 
 from .. import keys
 from ..data.graph import AtomicGraph
-from ..derivatives import voigt
+from ..derivatives import has_dipole, voigt
 from .dataset import WEIGHT
 
 #: Properties the loss and the metrics know, in reporting order.
@@ -74,8 +74,7 @@ def labelled_structures(graph: AtomicGraph, name: str) -> torch.Tensor:
         raise ValueError(f"property must be one of {PROPERTIES}, got {name!r}")
     mask = structure_mask(graph, OUTPUT_KEYS[name])
     if name == "dipole":
-        # A dipole is only defined for non-periodic structures.
-        mask = mask & ~graph.pbc.any(dim=-1)
+        mask = mask & has_dipole(graph.pbc)
     return mask
 
 
