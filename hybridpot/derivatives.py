@@ -10,7 +10,7 @@ exact: the reciprocal lattice, the mesh and the neutralising background all depe
 cell. (Differentiating only through positions misses those terms.)
 """
 
-from __future__ import annotations
+from typing import NamedTuple
 
 import torch
 
@@ -77,53 +77,67 @@ def cell_volume(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
     return torch.where(pbc.all(dim=-1), volume, torch.zeros_like(volume))
 
 
-def forces_and_stress(
+class EnergyDerivatives(NamedTuple):
+    """What :func:`energy_derivatives` returns, all from one backward pass.
+
+    Fields:
+        forces: (N, 3) eV/Å, -dE/dr.
+        virial: (B, 3, 3) eV, -dE/dε; None without a strain.
+        stress: (B, 3, 3) eV/Å³, (1/V) dE/dε (zeros where V = 0); None without a strain.
+        extra: dE/dx for each of the ``extra`` inputs, in order (zeros where the energy
+            does not depend on x).
+    """
+
+    forces: torch.Tensor
+    virial: torch.Tensor | None
+    stress: torch.Tensor | None
+    extra: tuple[torch.Tensor, ...]
+
+
+def energy_derivatives(
     energy: torch.Tensor,
     positions: torch.Tensor,
-    strain: torch.Tensor | None,
-    volume: torch.Tensor | None,
+    strain: torch.Tensor | None = None,
+    volume: torch.Tensor | None = None,
     *,
+    extra: tuple[torch.Tensor, ...] = (),
     create_graph: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Forces, virial and stress from ONE backward pass over the summed energy.
+) -> EnergyDerivatives:
+    """Forces, virial, stress and any extra gradients from ONE backward pass over sum(E).
+
+    The one place where the model and :func:`hybridpot.electrostatics.coulomb` turn an
+    energy into its derivatives; the strain comes from :func:`apply_strain`, applied
+    before the energy was computed.
 
     Args:
-        energy: (B,) eV.
+        energy: (B,) eV, or any shape: it is summed (structures are independent, so the
+            gradient of the sum is each structure's gradient).
         positions: (N, 3) Å, the unstrained leaf that ``energy`` depends on.
-        strain: (B, 3, 3) from :func:`apply_strain`, or None to skip stress.
-        volume: (B,) Å³; the stress of a structure with volume 0 is returned as zeros.
-        create_graph: keep the graph (for training on forces).
+        strain: (B, 3, 3) from :func:`apply_strain`, or None to skip virial and stress.
+        volume: (B,) Å³ (see :func:`cell_volume`), needed with ``strain``; the stress of
+            a structure with volume 0 is returned as zeros, its virial is still given.
+        extra: more tensors to differentiate by in the same pass, e.g. the charges
+            (dE/dq_i: the electrostatic potential at atom i, eV/e).
+        create_graph: keep the graph of the derivatives (for training on forces).
 
     Returns:
-        ``(forces (N, 3) eV/Å, virial (B, 3, 3) eV or None, stress (B, 3, 3) eV/Å³ or None)``
-        with virial = -dE/dε and stress = (1/V) dE/dε.
+        :class:`EnergyDerivatives` ``(forces, virial, stress, extra)``; a gradient that
+        does not exist (the energy is independent of that input) counts as zero.
     """
-    inputs = [positions] if strain is None else [positions, strain]
+    if strain is not None and volume is None:
+        raise ValueError("volume (B,) Å³ is needed to turn the strain derivative into stress")
+    inputs = [positions, *([] if strain is None else [strain]), *extra]
     grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph, allow_unused=True)
-    return forces_and_stress_from_gradients(
-        grads[0], grads[1] if strain is not None else None, positions, strain, volume
-    )
-
-
-def forces_and_stress_from_gradients(
-    grad_positions: torch.Tensor | None,
-    grad_strain: torch.Tensor | None,
-    positions: torch.Tensor,
-    strain: torch.Tensor | None,
-    volume: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Turn dE/dr (N, 3) and dE/dε (B, 3, 3) into (forces, virial, stress).
-
-    For callers that take more gradients in the same backward pass (e.g. dE/dq); a
-    gradient of None (energy independent of it) counts as zero.
-    """
-    forces = -grad_positions if grad_positions is not None else torch.zeros_like(positions)
+    grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads, strict=True)]
+    forces = -grads[0]
+    extra_grads = tuple(grads[1 if strain is None else 2 :])
     if strain is None:
-        return forces, None, None
-    de_dstrain = grad_strain if grad_strain is not None else torch.zeros_like(strain)
+        return EnergyDerivatives(forces, None, None, extra_grads)
+    # virial = -dE/dε, stress = (1/V) dE/dε (ASE sign); zero stress where V = 0.
+    de_dstrain = grads[1]
     safe_volume = torch.where(volume > 0, volume, torch.ones_like(volume))
     stress = torch.where((volume > 0)[:, None, None], de_dstrain / safe_volume[:, None, None], 0.0)
-    return forces, -de_dstrain, stress
+    return EnergyDerivatives(forces, -de_dstrain, stress, extra_grads)
 
 
 def voigt(tensor):

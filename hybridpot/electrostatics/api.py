@@ -12,7 +12,7 @@ import ase
 import numpy as np
 import torch
 
-from ..derivatives import apply_strain, voigt
+from ..derivatives import apply_strain, cell_volume, energy_derivatives, voigt
 from .module import Electrostatics
 
 
@@ -88,17 +88,23 @@ def coulomb(
     energy = model(
         strained_positions, strained_cell, pbc, charges_t, batch, proportional_upstream=True
     ).sum()
-    inputs = [positions, charges_t] + ([strain] if periodic else [])
-    grads = torch.autograd.grad(energy, inputs, allow_unused=True)
-    grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+    # Stress only for fully periodic cells (a slab or a molecule has no volume).
+    forces, _, stress, (potential,) = energy_derivatives(
+        energy,
+        positions,
+        strain if periodic else None,
+        cell_volume(cell, pbc) if periodic else None,
+        extra=(charges_t,),
+    )
+
+    def numpy(x: torch.Tensor) -> np.ndarray:
+        return x.detach().cpu().double().numpy()
 
     result = {
         "energy": float(energy.detach()),
-        "forces": (-grads[0]).detach().cpu().double().numpy(),
-        "potential": grads[1].detach().cpu().double().numpy(),
+        "forces": numpy(forces),
+        "potential": numpy(potential),
     }
     if periodic:
-        volume = torch.linalg.det(cell[0]).abs()
-        stress = grads[2] / volume
-        result["stress"] = voigt(stress)[0].detach().cpu().double().numpy()
+        result["stress"] = numpy(voigt(stress)[0])
     return result

@@ -21,7 +21,7 @@ from ..data.segments import segment_sum
 from ..derivatives import (
     apply_strain,
     cell_volume,
-    forces_and_stress_from_gradients,
+    energy_derivatives,
     has_dipole,
     voigt,
 )
@@ -216,25 +216,17 @@ class HybridModel(torch.nn.Module):
             keys.DIPOLE: dipole,
         }
         if compute_forces or compute_stress:
-            inputs = [positions] + ([strain] if strain is not None else [])
             wants_potential = self.electrostatics is not None and charges.requires_grad
-            if wants_potential:
-                inputs.append(charges)
-            grads = torch.autograd.grad(
-                energy.sum(), inputs, create_graph=create_graph, allow_unused=True
-            )
-            forces, virial, stress = forces_and_stress_from_gradients(
-                grads[0],
-                grads[1] if strain is not None else None,
+            forces, virial, stress, extra = energy_derivatives(
+                energy,
                 positions,
                 strain,
-                cell_volume(cell, graph.pbc),
+                cell_volume(cell, graph.pbc) if strain is not None else None,
+                extra=(charges,) if wants_potential else (),
+                create_graph=create_graph,
             )
             results[keys.FORCES] = forces
-            if wants_potential and grads[-1] is not None:
-                results[keys.POTENTIAL] = grads[-1]
-            else:
-                results[keys.POTENTIAL] = torch.zeros_like(charges)
+            results[keys.POTENTIAL] = extra[0] if wants_potential else torch.zeros_like(charges)
             if compute_stress:
                 results[keys.STRESS] = stress
                 results[keys.STRESS_VOIGT] = voigt(stress)
