@@ -47,8 +47,10 @@ class HybridCalculator(Calculator):
     ``stress`` (6, Voigt, eV/Å³, ASE sign), ``charges`` (N, e), and the extras
     ``energy_short``, ``energy_coulomb`` (eV), ``dipole`` (3, e·Å; non-periodic structures
     only) and ``electrostatic_potential`` (N, eV/e, dE/dq_i). Only what is asked for is
-    computed: an energy-only call skips the derivative pass, forces skip the stress.
-    Results are reused while nothing changed (positions, cell, pbc, numbers or the total
+    computed: an energy-only call skips the derivative pass, and forces skip the stress
+    until the caller has asked for a stress once (from then on it comes with the forces,
+    as get_stress usually follows get_forces in NPT and cell relaxations). Results are
+    reused while nothing changed (positions, cell, pbc, numbers or the total
     charge).
 
     Stress: fully periodic cells get the full stress (1/V) dE/dε. A slab (exactly one
@@ -110,6 +112,7 @@ class HybridCalculator(Calculator):
             )
         self.total_charge_key = total_charge_key
         self._last_charge: float | None = None
+        self._stress_asked = False
         self._graphs = VerletGraphs(self.model.cutoff, skin, dtype=self.dtype, device=self.device)
 
     def _prepared(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -192,8 +195,15 @@ class HybridCalculator(Calculator):
         self._last_charge = charge
         n_periodic = int(np.sum(atoms.pbc))
         stress_defined = n_periodic == 3 or n_periodic == 2
-        want_stress = "stress" in properties and stress_defined
-        want_forces = bool(_NEEDS_FORCES & set(properties)) or want_stress
+        if "stress" in properties:
+            self._stress_asked = True
+        want_forces = bool(_NEEDS_FORCES & set(properties)) or "stress" in properties
+        # Once a caller has asked for the stress (NPT, cell relaxation), it is computed
+        # with the forces: the same backward pass, ~10-30% more, instead of a second
+        # call when get_stress follows get_forces. MD without stress never pays for it.
+        want_stress = stress_defined and (
+            "stress" in properties or (want_forces and self._stress_asked)
+        )
         out = self.model(graph, compute_forces=want_forces, compute_stress=want_stress)
 
         def numpy(key):

@@ -117,7 +117,9 @@ def _count_calls(calculator, monkeypatch):
     return calls
 
 
-def test_properties_decide_what_is_computed(calculator, monkeypatch):
+def test_properties_decide_what_is_computed(monkeypatch):
+    torch.manual_seed(1)
+    calculator = hybridpot.HybridCalculator(model=hybridpot.build_model(small_config()))
     atoms = random_structure(seed=56, n=4)
     atoms.calc = calculator
     calls = _count_calls(calculator, monkeypatch)
@@ -135,10 +137,13 @@ def test_properties_decide_what_is_computed(calculator, monkeypatch):
     assert atoms.get_potential_energy() == energy
     np.testing.assert_array_equal(atoms.get_forces(), forces)
     np.testing.assert_array_equal(atoms.get_stress(), stress)
-    # A new structure, forces first: the energy comes with them.
+    # A new structure, forces first: the energy comes with them, and the stress too
+    # now that the caller has asked for it once (get_stress after get_forces is free).
     atoms.positions[0, 0] += 0.01
     atoms.get_forces()
     atoms.get_potential_energy()
+    assert len(calls) == 4 and calls[-1]["compute_stress"] is True
+    atoms.get_stress()
     assert len(calls) == 4
 
 
