@@ -203,7 +203,7 @@ def run_hybridpot(atoms, charges, method, accuracy, dtype_name, repeats, api="mo
             repeats,
         )
         return seconds, np.asarray(result["forces"], dtype=np.float64)
-    model = Electrostatics(method=method, accuracy=accuracy)
+    model = Electrostatics(sigma_q=0.0, method=method, accuracy=accuracy)
     cell = torch.tensor(atoms.cell.array, dtype=dtype)[None]
     pbc = torch.ones((1, 3), dtype=torch.bool)
     q = torch.tensor(charges, dtype=dtype)

@@ -302,7 +302,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     # The periodic sum behind "auto" (the default of coulomb() and of models).
     # coulomb() with its default method routes exactly like this module.
-    summary = {"formal_charges": part1(Electrostatics(accuracy=ACCURACY))}
+    summary = {"formal_charges": part1(Electrostatics(sigma_q=0.0, accuracy=ACCURACY))}
     model_path = obtain_model(args.model, args.output, args.quick)
     summary["model"], structures = part2(model_path)
     summary["model_path"] = str(model_path)

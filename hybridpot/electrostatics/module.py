@@ -23,12 +23,13 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from .. import hyperparameters as hp
 from .batched import coulomb_energies
 from .plan import CoulombPlan, build_plan
 from .tuning import CoulombParameters, choose_parameters, validate_overrides
 
 #: Accepted values of ``method``.
-METHODS = ("auto", "pme", "ewald", "p3m", "direct")
+METHODS = hp.COULOMB_METHODS
 _CACHE_SIZE = 256
 
 
@@ -158,9 +159,9 @@ class Electrostatics(torch.nn.Module):
 
     def __init__(
         self,
-        sigma_q: float = 0.0,
-        method: str = "auto",
-        accuracy: float = 1e-5,
+        sigma_q: float = hp.SIGMA_Q,
+        method: str = hp.COULOMB_METHOD,
+        accuracy: float = hp.COULOMB_ACCURACY,
         *,
         analytic_kspace: bool = True,
         **overrides,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ase.data import atomic_numbers
 
-ELECTROSTATICS_METHODS = ("auto", "pme", "ewald", "p3m", "direct")
+from .. import hyperparameters as hp
 
 #: Names other codes (MACE, NequIP) use for our keys: an unknown key found here is
 #: answered with our name instead of the closest spelling (``r_max`` is not ``l_max``).
@@ -51,65 +51,65 @@ class ModelConfig:
     cutoff: float
     """Radius (Å) of the network's neighbourhood; independent of the Ewald real-space cutoff."""
 
-    num_layers: int = 2
+    num_layers: int = hp.NUM_LAYERS
     """Number of interaction (message-passing) blocks."""
 
-    hidden_irreps: str = "32x0e + 16x1o + 8x2e"
+    hidden_irreps: str = hp.HIDDEN_IRREPS
     """Irreps of the node features between blocks (channels per l and parity)."""
 
-    l_max: int = 2
+    l_max: int = hp.L_MAX
     """Largest angular momentum of the edge spherical harmonics (0-4)."""
 
-    parity: bool = True
+    parity: bool = hp.PARITY
     """O(3) (True: mirror images have equal energy) or SO(3) (False: tells enantiomers apart)."""
 
-    num_radial: int = 8
+    num_radial: int = hp.NUM_RADIAL
     """Number of Bessel radial basis functions."""
 
-    radial_mlp: list[int] = field(default_factory=lambda: [64, 64])
+    radial_mlp: list[int] = field(default_factory=lambda: list(hp.RADIAL_MLP))
     """Hidden widths of the MLP that maps the radial basis to tensor-product weights."""
 
-    polynomial_degree: int = 6
+    polynomial_degree: int = hp.POLYNOMIAL_DEGREE
     """Degree p of the smooth polynomial cutoff envelope."""
 
-    trainable_radial: bool = False
+    trainable_radial: bool = hp.TRAINABLE_RADIAL
     """Learn the Bessel frequencies of the radial basis."""
 
-    product: bool = True
+    product: bool = hp.PRODUCT
     """MACE-style symmetric product (body order +1) in every interaction block but the last."""
 
-    self_connection: str = "species"
+    self_connection: str = hp.SELF_CONNECTION
     """Self-interaction per block: ``"species"`` (per-element linear), ``"linear"``, ``"none"``."""
 
-    resnet: bool = True
+    resnet: bool = hp.RESNET
     """Residual update of the node features where input and output irreps match."""
 
-    readout_mlp: list[int] = field(default_factory=lambda: [32])
+    readout_mlp: list[int] = field(default_factory=lambda: list(hp.READOUT_MLP))
     """Hidden widths of the MLP that reads energies and charges from the l=0 features."""
 
-    avg_num_neighbors: float = 20.0
+    avg_num_neighbors: float = hp.AVG_NUM_NEIGHBORS
     """Neighbour-sum normalisation; the trainer sets it from the training data."""
 
     atomic_energies: dict[str, float] = field(default_factory=dict)
     """Per-element reference energies (eV) added to each atom's energy: one per element, or
     none at all (empty: no shift). A dict that omits an element is an error."""
 
-    energy_scale: float = 1.0
+    energy_scale: float = hp.ENERGY_SCALE
     """Scale (eV) of the network's per-atom energy output; the trainer sets it from data."""
 
-    charge_projection: str = "weighted"
+    charge_projection: str = hp.CHARGE_PROJECTION
     """How predicted charges are corrected to the total charge: ``"uniform"`` or ``"weighted"``."""
 
-    coulomb: bool = True
+    coulomb: bool = hp.COULOMB
     """Add the Coulomb energy of the predicted charges (False: short-range-only twin)."""
 
-    sigma_q: float = 1.0
+    sigma_q: float = hp.SIGMA_Q
     """Width (Å) of the Gaussian charges (0 = point charges)."""
 
-    coulomb_method: str = "auto"
+    coulomb_method: str = hp.COULOMB_METHOD
     """Electrostatics: ``"auto"`` (by pbc), ``"pme"``, ``"ewald"``, ``"p3m"`` or ``"direct"``."""
 
-    coulomb_accuracy: float = 1e-4
+    coulomb_accuracy: float = hp.COULOMB_ACCURACY
     """Target relative RMS error of the Coulomb forces; sets the Ewald/PME parameters."""
 
     @classmethod
@@ -187,24 +187,30 @@ class ModelConfig:
         if not isinstance(self.cutoff, (int, float)) or not self.cutoff > 0:
             raise ValueError(f"cutoff must be a positive number of Å, got {self.cutoff!r}")
         self.cutoff = float(self.cutoff)
-        if self.self_connection not in ("species", "linear", "none"):
+        if self.self_connection not in hp.SELF_CONNECTIONS:
             raise ValueError(
-                f"self_connection must be species, linear or none, got {self.self_connection!r}"
+                f"self_connection must be one of {hp.SELF_CONNECTIONS}, "
+                f"got {self.self_connection!r}"
             )
-        for name in ("num_layers", "num_radial", "polynomial_degree"):
+        for name in ("num_layers", "num_radial"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.l_max, int) or not 0 <= self.l_max <= 4:
-            raise ValueError(f"l_max must be an integer from 0 to 4, got {self.l_max!r}")
-        if self.charge_projection not in ("uniform", "weighted"):
+        if self.polynomial_degree < hp.MIN_POLYNOMIAL_DEGREE:
             raise ValueError(
-                f"charge_projection must be 'uniform' or 'weighted', got {self.charge_projection!r}"
+                f"polynomial_degree must be an integer >= {hp.MIN_POLYNOMIAL_DEGREE}, "
+                f"got {self.polynomial_degree!r}"
             )
-        if self.coulomb_method not in ELECTROSTATICS_METHODS:
+        if not 0 <= self.l_max <= hp.MAX_L:
+            raise ValueError(f"l_max must be an integer from 0 to {hp.MAX_L}, got {self.l_max!r}")
+        if self.charge_projection not in hp.CHARGE_PROJECTIONS:
             raise ValueError(
-                f"coulomb_method must be one of {ELECTROSTATICS_METHODS}, "
-                f"got {self.coulomb_method!r}"
+                f"charge_projection must be one of {hp.CHARGE_PROJECTIONS}, "
+                f"got {self.charge_projection!r}"
+            )
+        if self.coulomb_method not in hp.COULOMB_METHODS:
+            raise ValueError(
+                f"coulomb_method must be one of {hp.COULOMB_METHODS}, got {self.coulomb_method!r}"
             )
         if not isinstance(self.sigma_q, (int, float)) or self.sigma_q < 0:
             raise ValueError(f"sigma_q must be a number >= 0 (Å), got {self.sigma_q!r}")

@@ -24,9 +24,8 @@ import torch.utils.checkpoint
 from e3nn import nn as e3nn_nn
 from e3nn import o3
 
+from ..hyperparameters import SELF_CONNECTIONS
 from .product import NodeProduct
-
-SELF_CONNECTIONS = ("species", "linear", "none")
 
 
 def make_gate(irreps_out: o3.Irreps) -> e3nn_nn.Gate:

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 import torch
 from e3nn import o3
 
-#: Largest l of the edge spherical harmonics we support (and test).
-MAX_L = 4
+from ..hyperparameters import MAX_L
 
 
 def check_l_max(l_max) -> int:

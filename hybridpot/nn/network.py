@@ -20,6 +20,7 @@ from numbers import Real
 import torch
 from e3nn import o3
 
+from .. import hyperparameters as hp
 from .. import keys
 from .embedding import SpeciesEmbedding, check_elements
 from .interaction import SELF_CONNECTIONS, InteractionBlock
@@ -34,7 +35,8 @@ from .readout import (
     _check_mlp,
 )
 
-DEFAULT_HIDDEN_IRREPS = "64x0e+32x1o+16x2e"
+#: The default hidden irreps (ModelConfig's, from :mod:`hybridpot.hyperparameters`).
+DEFAULT_HIDDEN_IRREPS = hp.HIDDEN_IRREPS
 
 
 def _check_int(value, name: str, low: int, high: int | None = None) -> int:
@@ -97,23 +99,23 @@ class EquivariantNetwork(torch.nn.Module):
         self,
         elements: list[str],
         cutoff: float,
-        num_layers: int = 2,
-        hidden_irreps: str | int | list[int] = DEFAULT_HIDDEN_IRREPS,
-        l_max: int = 2,
-        parity: bool = True,
-        num_radial: int = 8,
-        radial_mlp: tuple[int, ...] = (64, 64),
-        trainable_radial: bool = False,
-        polynomial_degree: int = 6,
-        avg_num_neighbors: float = 20.0,
+        num_layers: int = hp.NUM_LAYERS,
+        hidden_irreps: str | int | list[int] = hp.HIDDEN_IRREPS,
+        l_max: int = hp.L_MAX,
+        parity: bool = hp.PARITY,
+        num_radial: int = hp.NUM_RADIAL,
+        radial_mlp: tuple[int, ...] = hp.RADIAL_MLP,
+        trainable_radial: bool = hp.TRAINABLE_RADIAL,
+        polynomial_degree: int = hp.POLYNOMIAL_DEGREE,
+        avg_num_neighbors: float = hp.AVG_NUM_NEIGHBORS,
         atomic_energies: dict[str, float] | None = None,
-        energy_scale: float = 1.0,
+        energy_scale: float = hp.ENERGY_SCALE,
         predict_charges: bool = True,
-        charge_projection: str = "weighted",
-        product: bool = True,
-        self_connection: str = "species",
-        resnet: bool = True,
-        readout_mlp: tuple[int, ...] = (32,),
+        charge_projection: str = hp.CHARGE_PROJECTION,
+        product: bool = hp.PRODUCT,
+        self_connection: str = hp.SELF_CONNECTION,
+        resnet: bool = hp.RESNET,
+        readout_mlp: tuple[int, ...] = hp.READOUT_MLP,
         predict_dipoles: bool = False,
     ) -> None:
         super().__init__()
@@ -126,7 +128,9 @@ class EquivariantNetwork(torch.nn.Module):
         radial_mlp = _check_mlp(radial_mlp, "radial_mlp")
         readout_mlp = _check_mlp(readout_mlp, "readout_mlp")
         trainable_radial = _check_bool(trainable_radial, "trainable_radial")
-        polynomial_degree = _check_int(polynomial_degree, "polynomial_degree", 2)
+        polynomial_degree = _check_int(
+            polynomial_degree, "polynomial_degree", hp.MIN_POLYNOMIAL_DEGREE
+        )
         if isinstance(avg_num_neighbors, bool) or not isinstance(avg_num_neighbors, Real):
             raise TypeError(f"avg_num_neighbors must be a number, got {avg_num_neighbors!r}")
         if not (math.isfinite(avg_num_neighbors) and avg_num_neighbors > 0):

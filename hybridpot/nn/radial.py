@@ -21,6 +21,8 @@ import numbers
 
 import torch
 
+from .. import hyperparameters as hp
+
 
 def _check_cutoff(cutoff: float) -> float:
     if isinstance(cutoff, bool) or not isinstance(cutoff, numbers.Real):
@@ -41,7 +43,9 @@ class BesselBasis(torch.nn.Module):
     Shapes: ``forward(r)`` maps lengths (E,) in Å to (E, num_radial) in 1/Å.
     """
 
-    def __init__(self, cutoff: float, num_radial: int = 8, trainable: bool = False) -> None:
+    def __init__(
+        self, cutoff: float, num_radial: int = hp.NUM_RADIAL, trainable: bool = hp.TRAINABLE_RADIAL
+    ) -> None:
         super().__init__()
         self.cutoff = _check_cutoff(cutoff)
         if isinstance(num_radial, bool) or not isinstance(num_radial, int) or num_radial < 1:
@@ -76,11 +80,12 @@ class PolynomialEnvelope(torch.nn.Module):
     Shapes: ``forward(r)`` maps (E,) Å to (E,) dimensionless.
     """
 
-    def __init__(self, cutoff: float, degree: int = 6) -> None:
+    def __init__(self, cutoff: float, degree: int = hp.POLYNOMIAL_DEGREE) -> None:
         super().__init__()
         self.cutoff = _check_cutoff(cutoff)
-        if isinstance(degree, bool) or not isinstance(degree, int) or degree < 2:
-            raise ValueError(f"polynomial_degree must be an integer >= 2, got {degree!r}")
+        low = hp.MIN_POLYNOMIAL_DEGREE
+        if isinstance(degree, bool) or not isinstance(degree, int) or degree < low:
+            raise ValueError(f"polynomial_degree must be an integer >= {low}, got {degree!r}")
         p = degree
         self.degree = p
         # Coefficients fixed by u(1) = u'(1) = u''(1) = 0 with u(0) = 1.
@@ -109,9 +114,9 @@ class RadialEmbedding(torch.nn.Module):
     def __init__(
         self,
         cutoff: float,
-        num_radial: int = 8,
-        trainable: bool = False,
-        polynomial_degree: int = 6,
+        num_radial: int = hp.NUM_RADIAL,
+        trainable: bool = hp.TRAINABLE_RADIAL,
+        polynomial_degree: int = hp.POLYNOMIAL_DEGREE,
     ) -> None:
         super().__init__()
         self.basis = BesselBasis(cutoff, num_radial, trainable)

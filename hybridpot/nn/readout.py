@@ -21,8 +21,7 @@ from e3nn import nn as e3nn_nn
 from e3nn import o3
 
 from ..data.segments import gather_segments, segment_sum
-
-CHARGE_PROJECTIONS = ("weighted", "uniform")
+from ..hyperparameters import CHARGE_PROJECTIONS, ENERGY_SCALE
 
 #: (N, 3) e·Å, per-atom dipoles from the l = 1 readout (only with ``predict_dipoles``).
 ATOMIC_DIPOLES = "atomic_dipoles"
@@ -88,7 +87,7 @@ class EnergyReadout(torch.nn.Module):
         hidden: tuple[int, ...],
         elements: list[str],
         atomic_energies: dict[str, float] | None = None,
-        energy_scale: float = 1.0,
+        energy_scale: float = ENERGY_SCALE,
     ) -> None:
         super().__init__()
         hidden = _check_mlp(hidden, "readout_mlp")

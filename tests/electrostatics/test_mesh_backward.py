@@ -74,7 +74,7 @@ def test_weighted_per_atom_energies_use_the_general_backward():
     atoms = _cell(seed=5)
     results = []
     for analytic in (True, False):
-        model = Electrostatics(accuracy=1e-4, analytic_kspace=analytic)
+        model = Electrostatics(sigma_q=0.0, accuracy=1e-4, analytic_kspace=analytic)
         positions = torch.tensor(atoms.positions, requires_grad=True)
         cell = torch.tensor(atoms.cell.array, requires_grad=True)
         charges = torch.tensor(atoms.get_initial_charges(), requires_grad=True)
@@ -92,7 +92,7 @@ def test_slab_analytic_equals_autograd():
     atoms.cell[2] = [0.0, 0.0, 0.0]
     out = []
     for analytic in (True, False):
-        model = Electrostatics(accuracy=1e-4, analytic_kspace=analytic)
+        model = Electrostatics(sigma_q=0.0, accuracy=1e-4, analytic_kspace=analytic)
         positions = torch.tensor(atoms.positions, requires_grad=True)
         cell = torch.tensor(atoms.cell.array)[None]
         charges = torch.tensor(atoms.get_initial_charges(), requires_grad=True)
@@ -108,7 +108,7 @@ def test_float32_analytic_matches_float64():
     atoms = _cell(seed=7)
     forces = []
     for dtype in (torch.float32, torch.float64):
-        model = Electrostatics(accuracy=1e-4)
+        model = Electrostatics(sigma_q=0.0, accuracy=1e-4)
         positions = torch.tensor(atoms.positions, dtype=dtype, requires_grad=True)
         cell = torch.tensor(atoms.cell.array, dtype=dtype)[None]
         charges = torch.tensor(atoms.get_initial_charges(), dtype=dtype)

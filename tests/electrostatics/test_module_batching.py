@@ -46,7 +46,7 @@ def test_batched_equals_one_by_one(method):
 
 def test_batch_order_does_not_matter():
     structures = _structures()
-    module = Electrostatics(accuracy=1e-4)
+    module = Electrostatics(sigma_q=0.0, accuracy=1e-4)
     forward = module(*_tensors(structures, torch.float64))
     backward = module(*_tensors(structures[::-1], torch.float64))
     sizes = [len(a) for a in structures]
@@ -110,7 +110,7 @@ def test_float32_below_its_precision_floor_is_summed_in_float64():
 
 def test_parameters_are_cached_per_cell():
     structures = _structures()
-    module = Electrostatics(accuracy=1e-4)
+    module = Electrostatics(sigma_q=0.0, accuracy=1e-4)
     module(*_tensors(structures, torch.float64))
     cached = dict(module._cache)
     assert len(cached) == 3  # bulk, slab, tiny (the molecule needs none)
