@@ -12,6 +12,11 @@ independently:
   textbook ionic crystals with their Madelung constants; :func:`random_ionic_cell` and
   :func:`rocksalt_supercell`: random charged test systems.
 - :func:`tolerances` (``tolerances``): the table of test tolerances keyed by dtype.
+
+Torch-based helpers, imported from their modules (not re-exported here):
+``finite_differences`` (forces and stress by central differences), ``structures`` (random
+structures and a small model config) and ``network`` (a small equivariant network, random
+molecules and crystals, exact float64 Wigner matrices for equivariance checks).
 """
 
 from .crystals import (

@@ -6,7 +6,7 @@ from e3nn import o3
 
 from hybridpot.nn import InteractionBlock, NodeProduct, RadialEmbedding, make_gate
 from hybridpot.nn.irreps import exact_float64, sh_irreps
-from hybridpot.nn.testing import random_orthogonal, wigner_d
+from hybridpot.testing.network import random_orthogonal, wigner_d
 
 RC = 3.0
 

@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from hybridpot import keys
-from hybridpot.nn.testing import evaluate, graph, random_crystal, random_molecule, small_network
+from hybridpot.testing.network import (
+    evaluate,
+    graph,
+    random_crystal,
+    random_molecule,
+    small_network,
+)
 
 
 def energies_charges_forces(net, g):

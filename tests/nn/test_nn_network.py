@@ -8,7 +8,8 @@ from ase import Atoms
 from hybridpot import keys
 from hybridpot.data import batch_graphs, graph_from_atoms
 from hybridpot.nn import ATOMIC_DIPOLES, EquivariantNetwork
-from hybridpot.nn.testing import (
+from hybridpot.testing import tolerances
+from hybridpot.testing.network import (
     CUTOFF,
     evaluate,
     graph,
@@ -18,7 +19,6 @@ from hybridpot.nn.testing import (
     small_network,
     total_energy,
 )
-from hybridpot.testing import tolerances
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from e3nn import o3
 
 from hybridpot.nn import EquivariantNetwork, SpeciesEmbedding
 from hybridpot.nn.irreps import hidden_irreps_from
-from hybridpot.nn.testing import ELEMENTS, graph, random_molecule, small_network
+from hybridpot.testing.network import ELEMENTS, graph, random_molecule, small_network
 
 
 def test_species_index_follows_element_order():

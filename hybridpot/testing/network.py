@@ -1,4 +1,4 @@
-"""Test helpers for the network, shipped with the package (used by ``tests/nn``).
+"""Test helpers for the equivariant network, shipped with the package (used by ``tests/nn``).
 
 Random mixed-species molecules and triclinic crystals, a small fast float64 network, exact
 (float64) Wigner matrices for equivariance checks, random rotations/reflections as torch
@@ -14,8 +14,8 @@ from e3nn import o3
 
 from .. import keys
 from ..data import AtomicGraph, graph_from_atoms
-from ..testing.finite_differences import random_orthogonal as _random_orthogonal
-from .network import EquivariantNetwork
+from ..nn.network import EquivariantNetwork
+from .finite_differences import random_orthogonal as _random_orthogonal
 
 ELEMENTS = ["H", "C", "O", "Na", "Cl"]
 CUTOFF = 3.5
