@@ -305,7 +305,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from hybridpot.atomic import atomic_write_text
+    from hybridpot.fileio import atomic_write_text
 
     torch.set_num_threads(args.threads)
     workdir = args.workdir or Path(tempfile.gettempdir()) / "hybridpot-real-data"

@@ -27,7 +27,7 @@ def replace_section(path: str | Path, begin: str, end: str, body: str) -> bool:
     _, tail = rest.split(end, 1)
     new = f"{head}{begin}\n{body}{end}{tail}"
     if new != text:
-        from .atomic import atomic_write_text  # imports torch: only when writing
+        from .fileio import atomic_write_text  # imports torch: only when writing
 
         atomic_write_text(path, new)
     return new != text

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..atomic import atomic_save, load_weights_only
+from ..fileio import atomic_save, load_weights_only
 from .build import build_model
 from .hybrid import HybridModel
 

@@ -33,7 +33,7 @@ from ase import Atoms, units
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary
 
-from ..atomic import atomic_write_text
+from ..fileio import atomic_write_text
 from .propagator import PropagationCalculator
 from .structures import DEFAULT_SPECS, SamplingSpec, build_structure
 from .tosi_fumi import NACL, TosiFumiCalculator

@@ -15,7 +15,7 @@ import random
 import numpy as np
 import torch
 
-from ..atomic import (  # noqa: F401 (atomic_write*, re-exported)
+from ..fileio import (  # noqa: F401 (atomic_write*, re-exported)
     atomic_save,
     atomic_write,
     atomic_write_text,

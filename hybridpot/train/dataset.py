@@ -23,9 +23,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import keys
-from ..atomic import load_weights_only
 from ..data.graph import AtomicGraph, batch_graphs, graph_from_atoms
 from ..derivatives import voigt_to_matrix
+from ..fileio import load_weights_only
 from .checkpoint import atomic_save
 from .config import DataConfig
 

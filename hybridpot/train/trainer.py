@@ -27,8 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..atomic import remove_stale_temporaries
 from ..device import resolve_device
+from ..fileio import remove_stale_temporaries
 from .checkpoint import (
     RESUMABLE_CHANGES,
     changed_entries,

@@ -34,8 +34,8 @@ HARNESS = """
 import os, sys, time
 if os.environ.get("HYBRIDPOT_TEST_SLOW_WRITE"):
     import io
-    import hybridpot.atomic as atomic
-    original = atomic.atomic_write
+    import hybridpot.fileio as fileio
+    original = fileio.atomic_write
     def slow(path, write):
         if os.path.basename(str(path)) != "checkpoint.pt":
             return original(path, write)
@@ -48,7 +48,7 @@ if os.environ.get("HYBRIDPOT_TEST_SLOW_WRITE"):
             time.sleep(600)
             handle.write(data[len(data) // 2 :])
         return original(path, half_then_wait)
-    atomic.atomic_write = slow
+    fileio.atomic_write = slow
 from hybridpot.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -91,8 +91,9 @@ def load_weights_only(path: str | os.PathLike, what: str) -> object:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: ``path`` is a folder, or the file holds pickled Python objects (refused: loading them could run
-            code), or it is truncated or not a torch file at all.
+        ValueError: ``path`` is a folder, or the file holds pickled Python objects
+            (refused: loading them could run code), or it is truncated or not a torch
+            file at all.
     """
     path = Path(path)
     if path.is_dir():
