@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hybridpot.apidocs import BEGIN, END, api_reference, format_signature, update_document
+from hybridpot._docgen.api import BEGIN, END, api_reference, format_signature, update_document
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -135,12 +135,12 @@ def test_api_reference_is_current():
     text = (DOCS / "python-api.md").read_text()
     committed = text.split(BEGIN, 1)[1].split(END, 1)[0]
     assert committed == "\n" + api_reference(), (
-        "docs/python-api.md is out of date: run python -m hybridpot.apidocs docs/python-api.md"
+        "docs/python-api.md is out of date: run python -m hybridpot._docgen.api docs/python-api.md"
     )
 
 
 def test_api_generator_refuses_undocumented_names_and_pages_without_markers(tmp_path):
-    from hybridpot import apidocs
+    from hybridpot._docgen import api as apidocs
 
     def undocumented(x):
         return x

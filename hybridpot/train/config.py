@@ -5,7 +5,7 @@ A config is a YAML mapping with the sections below (every key has a default exce
 validated there). Command-line overrides use dotted keys, ``optim.lr=1e-3``, with the
 value parsed by ``yaml.safe_load``. Errors name the unknown key (with the closest valid
 one), the wrong type, or the missing file. ``docs/training.md`` is generated from the
-field docstrings (:mod:`hybridpot.train.docs`).
+field docstrings (:mod:`hybridpot._docgen.train_config`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 import dataclasses
 from pathlib import Path
 
+from hybridpot._docgen.train_config import BEGIN, END, config_reference, field_docs
 from hybridpot.train.config import SECTIONS
-from hybridpot.train.docs import BEGIN, END, config_reference, field_docs
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "training.md"
 
@@ -20,7 +20,8 @@ def test_committed_reference_is_up_to_date():
     text = DOC.read_text()
     committed = text.split(BEGIN, 1)[1].split(END, 1)[0]
     assert committed == "\n" + config_reference(), (
-        "docs/training.md is out of date: run python -m hybridpot.train.docs docs/training.md"
+        "docs/training.md is out of date: run "
+        "python -m hybridpot._docgen.train_config docs/training.md"
     )
     for cls in SECTIONS:
         for f in dataclasses.fields(cls):

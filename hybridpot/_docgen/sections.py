@@ -1,7 +1,7 @@
 """Regenerate the marked, generated section of a Markdown page (atomically).
 
-The configuration reference (:mod:`hybridpot.train.docs`) and the Python API reference
-(:mod:`hybridpot.apidocs`) each live between a begin and an end marker in a hand-written
+The configuration reference (:mod:`hybridpot._docgen.train_config`) and the Python API reference
+(:mod:`hybridpot._docgen.api`) each live between a begin and an end marker in a hand-written
 page; this replaces only what lies between them.
 """
 
@@ -27,7 +27,7 @@ def replace_section(path: str | Path, begin: str, end: str, body: str) -> bool:
     _, tail = rest.split(end, 1)
     new = f"{head}{begin}\n{body}{end}{tail}"
     if new != text:
-        from .fileio import atomic_write_text  # imports torch: only when writing
+        from ..fileio import atomic_write_text  # imports torch: only when writing
 
         atomic_write_text(path, new)
     return new != text

@@ -1,0 +1,10 @@
+"""Generators of the reference pages in ``docs/`` (private: not part of the runtime API).
+
+- :mod:`._docgen.api`: the Python API reference, ``python -m hybridpot._docgen.api
+  docs/python-api.md``;
+- :mod:`._docgen.train_config`: the training configuration reference,
+  ``python -m hybridpot._docgen.train_config docs/training.md``;
+- :mod:`._docgen.sections`: replacing the generated text between two markers of a page.
+
+``tests/test_docs.py`` and ``tests/train/test_docs.py`` check the committed pages are current.
+"""
