@@ -212,8 +212,8 @@ def training(device, emit):
 
     import hybridpot
     from hybridpot.data import batch_graphs
+    from hybridpot.data.dataset import graphs_from_structures
     from hybridpot.train.config import LossConfig
-    from hybridpot.train.dataset import graphs_from_structures
     from hybridpot.train.loss import Loss
     from hybridpot.train.steps import train_step
 

@@ -26,8 +26,8 @@ from torch.profiler import ProfilerActivity, profile
 
 import hybridpot
 from hybridpot.data import batch_graphs
+from hybridpot.data.dataset import graphs_from_structures
 from hybridpot.train.config import LossConfig
-from hybridpot.train.dataset import graphs_from_structures
 from hybridpot.train.loss import Loss
 from hybridpot.train.steps import train_step
 

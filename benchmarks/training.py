@@ -53,11 +53,11 @@ def bench(n_atoms: int, coulomb: bool, args) -> dict:
     """Time training steps of one configuration; returns the numbers."""
     import hybridpot
     from hybridpot.data import batch_graphs
+    from hybridpot.data.dataset import graphs_from_structures
+    from hybridpot.data.statistics import dataset_statistics
     from hybridpot.train.config import LossConfig
-    from hybridpot.train.dataset import graphs_from_structures
     from hybridpot.train.ema import ExponentialMovingAverage
     from hybridpot.train.loss import Loss
-    from hybridpot.train.statistics import dataset_statistics
     from hybridpot.train.steps import train_step
 
     device = torch.device(args.device)

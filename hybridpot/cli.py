@@ -141,8 +141,8 @@ def _load_model(path: str, device: str = "cpu"):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from .data.dataset import read_structures
     from .train.config import DataConfig
-    from .train.dataset import read_structures
     from .train.evaluate import evaluate_structures, write_predictions
     from .train.metrics import format_table
 

@@ -1,4 +1,7 @@
-"""Training and evaluation: data, statistics, losses, metrics, the trainer, checkpoints.
+"""Training and evaluation: configs, losses, metrics, the trainer, checkpoints.
+
+The data-set reader and statistics live in :mod:`hybridpot.data` (``dataset``,
+``statistics``); their public names are re-exported here.
 
 The usual entry points are :func:`load_config` (YAML + ``key=value`` overrides),
 :func:`train` (or :class:`Trainer` for more control) and :func:`evaluate_structures`.
@@ -19,11 +22,11 @@ _LAZY = {
     "config_from_dict": "config",
     "load_config": "config",
     "save_config": "config",
-    "GraphLoader": "dataset",
-    "extract_labels": "dataset",
-    "load_graphs": "dataset",
-    "random_split": "dataset",
-    "read_structures": "dataset",
+    "GraphLoader": "hybridpot.data.dataset",
+    "extract_labels": "hybridpot.data.dataset",
+    "load_graphs": "hybridpot.data.dataset",
+    "random_split": "hybridpot.data.dataset",
+    "read_structures": "hybridpot.data.dataset",
     "ExponentialMovingAverage": "ema",
     "evaluate_structures": "evaluate",
     "predict": "evaluate",
@@ -31,8 +34,8 @@ _LAZY = {
     "Loss": "loss",
     "Metrics": "metrics",
     "format_table": "metrics",
-    "dataset_statistics": "statistics",
-    "fit_atomic_energies": "statistics",
+    "dataset_statistics": "hybridpot.data.statistics",
+    "fit_atomic_energies": "hybridpot.data.statistics",
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "train_step": "steps",
@@ -46,7 +49,9 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name):
     if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        module = _LAZY[name]  # a submodule of this package, or a full module path
+        module = module if "." in module else f"{__name__}.{module}"
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

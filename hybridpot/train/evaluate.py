@@ -13,11 +13,11 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm.auto import tqdm
 
 from .. import keys
+from ..data.dataset import GraphLoader, check_structures, extract_labels, graphs_from_structures
 from ..data.graph import AtomicGraph
 from ..derivatives import has_dipole, voigt
 from .checkpoint import atomic_write_text
 from .config import DataConfig
-from .dataset import GraphLoader, check_structures, extract_labels, graphs_from_structures
 from .metrics import Metrics
 from .targets import PROPERTIES
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 from ase.data import atomic_numbers
 
+from ..data.dataset import file_hash, load_graphs, random_split, read_structures
 from ..data.graph import AtomicGraph
+from ..data.statistics import dataset_elements, dataset_statistics
 from .config import TrainConfig
-from .dataset import file_hash, load_graphs, random_split, read_structures
 from .schema import ConfigError
-from .statistics import dataset_elements, dataset_statistics
 from .targets import PROPERTIES, labelled_structures
 
 logger = logging.getLogger(__name__)

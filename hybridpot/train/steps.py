@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..data.dataset import GraphLoader
 from ..data.graph import AtomicGraph
-from .dataset import GraphLoader
 from .ema import ExponentialMovingAverage
 from .loss import Loss
 from .metrics import Metrics

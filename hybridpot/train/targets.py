@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from .. import keys
+from ..data.dataset import WEIGHT
 from ..data.graph import AtomicGraph
 from ..derivatives import has_dipole, voigt
-from .dataset import WEIGHT
 
 #: Properties the loss and the metrics know, in reporting order.
 PROPERTIES = ("energy", "forces", "stress", "charges", "dipole")

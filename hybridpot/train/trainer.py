@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..data.dataset import GraphLoader
 from ..device import resolve_device
 from ..fileio import remove_stale_temporaries
 from .checkpoint import (
@@ -38,7 +39,6 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import ConfigError, TrainConfig, save_config
-from .dataset import GraphLoader
 from .ema import ExponentialMovingAverage
 from .logs import write_csv, write_json
 from .loss import Loss

@@ -9,8 +9,7 @@ import torch
 
 from hybridpot import keys
 from hybridpot.data import batch_graphs
-from hybridpot.train.config import DataConfig
-from hybridpot.train.dataset import (
+from hybridpot.data.dataset import (
     WEIGHT,
     GraphLoader,
     extract_labels,
@@ -18,6 +17,7 @@ from hybridpot.train.dataset import (
     random_split,
     read_structures,
 )
+from hybridpot.train.config import DataConfig
 
 
 def test_labels_from_extxyz(crystal_file):

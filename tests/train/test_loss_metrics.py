@@ -7,8 +7,8 @@ import torch
 
 from hybridpot import keys
 from hybridpot.data import batch_graphs, graph_from_atoms
+from hybridpot.data.dataset import WEIGHT
 from hybridpot.train.config import LossConfig
-from hybridpot.train.dataset import WEIGHT
 from hybridpot.train.loss import Loss
 from hybridpot.train.metrics import Metrics, format_table
 

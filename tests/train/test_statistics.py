@@ -7,7 +7,7 @@ import torch
 
 from hybridpot import keys
 from hybridpot.data import graph_from_atoms
-from hybridpot.train.statistics import (
+from hybridpot.data.statistics import (
     average_num_neighbors,
     dataset_elements,
     dataset_statistics,

@@ -15,7 +15,7 @@ import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
 from .. import keys
-from ..data.graph import AtomicGraph
+from .graph import AtomicGraph
 
 
 def _has(graph: AtomicGraph, key: str) -> bool:

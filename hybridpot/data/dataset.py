@@ -23,11 +23,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import keys
-from ..data.graph import AtomicGraph, batch_graphs, graph_from_atoms
 from ..derivatives import voigt_to_matrix
-from ..fileio import load_weights_only
-from .checkpoint import atomic_save
-from .config import DataConfig
+from ..fileio import atomic_save, load_weights_only
+
+# Only the label keys and their defaults (a light module: no torch, no trainer).
+from ..train.config import DataConfig
+from .graph import AtomicGraph, batch_graphs, graph_from_atoms
 
 logger = logging.getLogger(__name__)
 
