@@ -237,36 +237,3 @@ class ModelConfig:
     def to_dict(self) -> dict:
         """A JSON-serialisable dict with every field."""
         return dataclasses.asdict(self)
-
-
-def config_reference_markdown() -> str:
-    """The configuration reference (docs/model-config.md), generated from the field docstrings."""
-    import ast
-    import inspect
-
-    source = inspect.getsource(ModelConfig)
-    tree = ast.parse(source).body[0]
-    docs: dict[str, str] = {}
-    body = tree.body
-    for node, nxt in zip(body, body[1:] + [None]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
-            docs[node.target.id] = " ".join(str(nxt.value.value).split())
-    lines = [
-        "# Model configuration reference",
-        "",
-        "Generated from the field docstrings of `hybridpot.model.config.ModelConfig` "
-        "by `config_reference_markdown()`; `tests/model/test_config_docs.py` keeps it current.",
-        "",
-        "| key | type | default | meaning |",
-        "|---|---|---|---|",
-    ]
-    for f in dataclasses.fields(ModelConfig):
-        if f.default is not dataclasses.MISSING:
-            default = f"`{f.default!r}`"
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f"`{f.default_factory()!r}`"
-        else:
-            default = "required"
-        type_name = str(f.type).replace("|", "\\|")
-        lines.append(f"| `{f.name}` | `{type_name}` | {default} | {docs.get(f.name, '')} |")
-    return "\n".join(lines) + "\n"
