@@ -13,7 +13,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from . import keys
 from .data.verlet import VerletGraphs
-from .derivatives import has_dipole, voigt
+from .derivatives import has_dipole, has_volume, voigt
 from .device import resolve_device
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -224,7 +224,7 @@ class HybridCalculator(Calculator):
             results["forces"] = numpy(keys.FORCES)
             results["electrostatic_potential"] = numpy(keys.POTENTIAL)
         if want_stress:
-            if n_periodic == 3:
+            if has_volume(atoms.pbc):
                 results["stress"] = numpy(keys.STRESS_VOIGT)[0]
             else:
                 stress = self._slab_stress(numpy(keys.VIRIAL)[0], atoms)

@@ -71,10 +71,26 @@ def has_dipole(pbc):
     return ~pbc.any(-1)
 
 
+def has_volume(pbc):
+    """Whether a structure has a volume, and so a stress (1/V) dE/dε: only when fully periodic.
+
+    The model returns zero stress elsewhere, ``coulomb()``, the evaluation and the data
+    generators leave it out; the ASE calculator's in-plane slab stress is its own,
+    documented extension. The one place this rule lives.
+
+    Args:
+        pbc: (..., 3) bool, a torch tensor or a NumPy array (e.g. ``atoms.pbc``).
+
+    Returns:
+        (...) bool of the same kind: True where every axis is periodic.
+    """
+    return pbc.all(-1)
+
+
 def cell_volume(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
-    """(B,) Å³, |det cell| for fully periodic structures, 0 for the others."""
+    """(B,) Å³, |det cell| where :func:`has_volume`, 0 for the others."""
     volume = determinant3(cell).abs()
-    return torch.where(pbc.all(dim=-1), volume, torch.zeros_like(volume))
+    return torch.where(has_volume(pbc), volume, torch.zeros_like(volume))
 
 
 class EnergyDerivatives(NamedTuple):

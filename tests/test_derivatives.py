@@ -1,5 +1,5 @@
 """hybridpot.derivatives: the one backward pass, the Voigt order (checked against ASE) and
-where a dipole is defined."""
+where a dipole and a volume (stress) are defined."""
 
 import ase.stress
 import numpy as np
@@ -10,6 +10,7 @@ from hybridpot.derivatives import (
     cell_volume,
     energy_derivatives,
     has_dipole,
+    has_volume,
     voigt,
     voigt_to_matrix,
 )
@@ -38,6 +39,15 @@ def test_dipole_defined_only_without_periodic_axes():
     assert has_dipole(torch.tensor(pbc)).tolist() == expected
     assert has_dipole(np.array(pbc)).tolist() == expected
     assert bool(has_dipole(np.array(pbc[0]))) and not bool(has_dipole(np.array(pbc[1])))
+
+
+def test_volume_and_stress_only_when_fully_periodic():
+    pbc = [[False, False, False], [True, True, False], [True, False, False], [True] * 3]
+    expected = [False, False, False, True]
+    assert has_volume(torch.tensor(pbc)).tolist() == expected
+    assert has_volume(np.array(pbc)).tolist() == expected
+    cell = torch.eye(3, dtype=torch.float64).expand(4, 3, 3) * 2.0
+    assert cell_volume(cell, torch.tensor(pbc)).tolist() == [0.0, 0.0, 0.0, 8.0]
 
 
 def test_energy_derivatives_of_a_known_energy():

@@ -12,7 +12,7 @@ import ase
 import numpy as np
 import torch
 
-from ..derivatives import apply_strain, cell_volume, energy_derivatives, voigt
+from ..derivatives import apply_strain, cell_volume, energy_derivatives, has_volume, voigt
 from .module import Electrostatics
 
 
@@ -75,7 +75,7 @@ def coulomb(
     q = _charges_array(charges, n)
     model = Electrostatics(sigma_q=sigma_q, method=method, accuracy=accuracy, **overrides)
     pbc_flags = [bool(p) for p in atoms.pbc]
-    periodic = all(pbc_flags)
+    periodic = bool(has_volume(atoms.pbc))
 
     positions = torch.tensor(atoms.positions, dtype=dtype, device=device)
     cell = torch.tensor(np.asarray(atoms.cell), dtype=dtype, device=device)[None]

@@ -33,6 +33,7 @@ from ase import Atoms, units
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary
 
+from ..derivatives import has_volume
 from ..fileio import atomic_write_text
 from .propagator import PropagationCalculator
 from .structures import DEFAULT_SPECS, SamplingSpec, build_structure
@@ -99,11 +100,12 @@ def _label(
     """A calculator-free copy of ``atoms`` with the reference labels of ``calculator``."""
     frame = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
     frame.wrap()
-    properties = ["energy", "forces"] + (["stress"] if frame.pbc.all() else [])
+    periodic = bool(has_volume(frame.pbc))
+    properties = ["energy", "forces"] + (["stress"] if periodic else [])
     calculator.calculate(frame, properties)
     results = calculator.results
     frame.info["energy"] = float(results["energy"])
-    if frame.pbc.all():
+    if periodic:
         frame.info["stress"] = np.array(results["stress"], dtype=float)
     frame.info["charge"] = float(np.sum(results["charges"]))  # 0: every structure is neutral
     frame.info["config_type"] = config_type

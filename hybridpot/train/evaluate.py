@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .. import keys
 from ..data.dataset import GraphLoader, check_structures, extract_labels, graphs_from_structures
 from ..data.graph import AtomicGraph
-from ..derivatives import has_dipole, voigt
+from ..derivatives import has_dipole, has_volume, voigt
 from .checkpoint import atomic_write_text
 from .config import DataConfig
 from .metrics import Metrics
@@ -45,7 +45,7 @@ def predict(
     dtype, device = _model_dtype_device(model)
     model.eval()
     graphs = [g.to(dtype=dtype) for g in graphs]
-    stress = any(bool(g.pbc.all()) for g in graphs)
+    stress = any(bool(has_volume(g.pbc).any()) for g in graphs)
     loader = GraphLoader(graphs, batch_size, device=device)
     results = []
     for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
@@ -65,7 +65,7 @@ def predict(
                 keys.ENERGY_SHORT: pred[keys.ENERGY_SHORT][b],
                 keys.ENERGY_COULOMB: pred[keys.ENERGY_COULOMB][b],
             }
-            if bool(batch.pbc[b].all()):
+            if bool(has_volume(batch.pbc[b])):
                 out[keys.STRESS] = pred[keys.STRESS][b]
             elif bool(has_dipole(batch.pbc[b])):
                 out[keys.DIPOLE] = pred[keys.DIPOLE][b]

@@ -15,7 +15,7 @@ from ase.build import bulk
 from ase.calculators.lj import LennardJones
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from ..derivatives import has_dipole
+from ..derivatives import has_dipole, has_volume
 
 
 def _label(atoms: Atoms, charges: np.ndarray, rc: float) -> Atoms:
@@ -26,7 +26,7 @@ def _label(atoms: Atoms, charges: np.ndarray, rc: float) -> Atoms:
         "forces": atoms.get_forces(),
         "charges": charges,
     }
-    if atoms.pbc.all():
+    if has_volume(atoms.pbc):
         results["stress"] = atoms.get_stress()
     if has_dipole(atoms.pbc):
         results["dipole"] = charges @ atoms.get_positions()
