@@ -7,8 +7,14 @@ envelope, :class:`hybridpot.electrostatics.Electrostatics`), so a default cannot
 between them (``tests/test_hyperparameters.py`` checks it). The meaning of each value is
 documented once, on its ``ModelConfig`` field (``docs/model-config.md``).
 
-Plain Python, no torch: the configuration and the CLI import it without the network.
+The checks of the limits are here too, one function per fact, called by ``ModelConfig``
+and by the constructors alike, so a value is judged (and its error worded) the same way
+wherever it enters. Plain Python, no torch: the configuration and the CLI import it
+without the network.
 """
+
+import math
+import numbers
 
 # --- the equivariant network ------------------------------------------------------------
 NUM_LAYERS = 2
@@ -43,3 +49,52 @@ SELF_CONNECTIONS = ("species", "linear", "none")
 CHARGE_PROJECTIONS = ("weighted", "uniform")
 #: ``coulomb_method`` / ``Electrostatics(method=...)``.
 COULOMB_METHODS = ("auto", "pme", "ewald", "p3m", "direct")
+
+
+# --- the checks of those limits (one each; ModelConfig and the constructors call them) ---
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_l_max(l_max) -> int:
+    """``l_max``, an integer in 0..:data:`MAX_L` (ValueError otherwise)."""
+    if isinstance(l_max, bool) or not isinstance(l_max, int) or not 0 <= l_max <= MAX_L:
+        raise ValueError(f"l_max must be an integer in 0..{MAX_L}, got {l_max!r}")
+    return l_max
+
+
+def check_polynomial_degree(degree) -> int:
+    """``polynomial_degree``, an integer >= :data:`MIN_POLYNOMIAL_DEGREE`."""
+    message = f"polynomial_degree must be an integer >= {MIN_POLYNOMIAL_DEGREE}, got {degree!r}"
+    if isinstance(degree, bool) or not isinstance(degree, int):
+        raise TypeError(message)
+    if degree < MIN_POLYNOMIAL_DEGREE:
+        raise ValueError(message)
+    return degree
+
+
+def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``; ValueError naming ``name`` otherwise."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_sigma_q(sigma_q) -> float:
+    """The Gaussian charge width (Å): a finite number >= 0."""
+    if not _is_real(sigma_q):
+        raise TypeError(f"sigma_q must be a number (Å), got {type(sigma_q).__name__}")
+    if not (math.isfinite(sigma_q) and sigma_q >= 0):
+        raise ValueError(f"sigma_q must be a finite width >= 0 Å, got {sigma_q!r}")
+    return float(sigma_q)
+
+
+def check_accuracy(accuracy, name: str = "accuracy") -> float:
+    """The Coulomb target relative RMS force error: a number in (0, 1)."""
+    if not _is_real(accuracy):
+        raise TypeError(f"{name} must be a number, got {type(accuracy).__name__}")
+    if not 0 < accuracy < 1:
+        raise ValueError(
+            f"{name} (target relative RMS force error) must be in (0, 1), got {accuracy!r}"
+        )
+    return float(accuracy)

@@ -91,6 +91,41 @@ def test_polynomial_degree_minimum_is_checked_by_the_config_first():
 
 
 def test_l_max_limit_is_shared():
-    with pytest.raises(ValueError, match=f"l_max must be an integer from 0 to {hp.MAX_L}"):
+    with pytest.raises(ValueError, match=rf"l_max must be an integer in 0\.\.{hp.MAX_L}"):
         ModelConfig(["Na"], 4.0, l_max=hp.MAX_L + 1).validate()
     ModelConfig(["Na"], 4.0, l_max=hp.MAX_L).validate()
+
+
+# (ModelConfig field, bad value, the same value given to a constructor, its argument name)
+SAME_CHECK = [
+    ("sigma_q", -0.1, lambda v: Electrostatics(sigma_q=v), "sigma_q"),
+    ("coulomb_accuracy", 1.5, lambda v: Electrostatics(accuracy=v), "accuracy"),
+    ("coulomb_method", "fmm", lambda v: Electrostatics(method=v), "method"),
+    ("polynomial_degree", 1, lambda v: PolynomialEnvelope(4.0, v), "polynomial_degree"),
+    ("l_max", 5, lambda v: EquivariantNetwork(["Na"], 4.0, l_max=v), "l_max"),
+    (
+        "charge_projection",
+        "softmax",
+        lambda v: EquivariantNetwork(["Na"], 4.0, charge_projection=v),
+        "charge_projection",
+    ),
+    (
+        "self_connection",
+        "full",
+        lambda v: EquivariantNetwork(["Na"], 4.0, self_connection=v),
+        "self_connection",
+    ),
+]
+
+
+@pytest.mark.parametrize("field, value, construct, argument", SAME_CHECK, ids=lambda x: str(x))
+def test_a_bad_value_gets_the_same_error_from_the_config_and_the_constructor(
+    field, value, construct, argument
+):
+    """One check per fact: the config (before any data is read) and the constructor
+    refuse the value with the same message, up to the name of the argument."""
+    with pytest.raises(ValueError) as from_config:
+        ModelConfig(["Na"], 4.0, **{field: value}).validate()
+    with pytest.raises(ValueError) as from_constructor:
+        construct(value)
+    assert str(from_config.value) == str(from_constructor.value).replace(argument, field, 1)

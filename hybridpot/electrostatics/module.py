@@ -33,31 +33,9 @@ METHODS = hp.COULOMB_METHODS
 _CACHE_SIZE = 256
 
 
-def _check_sigma(sigma_q) -> float:
-    if isinstance(sigma_q, bool) or not isinstance(sigma_q, (int, float, np.integer, np.floating)):
-        raise TypeError(f"sigma_q must be a number (Å), got {type(sigma_q).__name__}")
-    if not (math.isfinite(sigma_q) and sigma_q >= 0):
-        raise ValueError(f"sigma_q must be a finite width >= 0 Å, got {sigma_q!r}")
-    return float(sigma_q)
-
-
-def _check_accuracy(accuracy) -> float:
-    if isinstance(accuracy, bool) or not isinstance(
-        accuracy, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"accuracy must be a number, got {type(accuracy).__name__}")
-    if not 0 < accuracy < 1:
-        raise ValueError(
-            f"accuracy (target relative RMS force error) must be in (0, 1), got {accuracy!r}"
-        )
-    return float(accuracy)
-
-
 def check_method(method) -> str:
     """Validate ``method`` (one of :data:`METHODS`)."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    return method
+    return hp.check_choice(method, "method", METHODS)
 
 
 def validate_shapes(positions, cell, pbc, charges, batch) -> None:
@@ -172,9 +150,9 @@ class Electrostatics(torch.nn.Module):
                 f"analytic_kspace must be True or False, got {type(analytic_kspace).__name__}"
             )
         self.analytic_kspace = analytic_kspace
-        self.sigma_q = _check_sigma(sigma_q)
+        self.sigma_q = hp.check_sigma_q(sigma_q)
         self.method = check_method(method)
-        self.accuracy = _check_accuracy(accuracy)
+        self.accuracy = hp.check_accuracy(accuracy)
         periodic_method = "pme" if method in ("auto", "direct") else method
         self.overrides = validate_overrides(overrides, periodic_method)
         self._cache: OrderedDict = OrderedDict()

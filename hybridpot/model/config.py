@@ -187,35 +187,17 @@ class ModelConfig:
         if not isinstance(self.cutoff, (int, float)) or not self.cutoff > 0:
             raise ValueError(f"cutoff must be a positive number of Å, got {self.cutoff!r}")
         self.cutoff = float(self.cutoff)
-        if self.self_connection not in hp.SELF_CONNECTIONS:
-            raise ValueError(
-                f"self_connection must be one of {hp.SELF_CONNECTIONS}, "
-                f"got {self.self_connection!r}"
-            )
+        hp.check_choice(self.self_connection, "self_connection", hp.SELF_CONNECTIONS)
         for name in ("num_layers", "num_radial"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.polynomial_degree < hp.MIN_POLYNOMIAL_DEGREE:
-            raise ValueError(
-                f"polynomial_degree must be an integer >= {hp.MIN_POLYNOMIAL_DEGREE}, "
-                f"got {self.polynomial_degree!r}"
-            )
-        if not 0 <= self.l_max <= hp.MAX_L:
-            raise ValueError(f"l_max must be an integer from 0 to {hp.MAX_L}, got {self.l_max!r}")
-        if self.charge_projection not in hp.CHARGE_PROJECTIONS:
-            raise ValueError(
-                f"charge_projection must be one of {hp.CHARGE_PROJECTIONS}, "
-                f"got {self.charge_projection!r}"
-            )
-        if self.coulomb_method not in hp.COULOMB_METHODS:
-            raise ValueError(
-                f"coulomb_method must be one of {hp.COULOMB_METHODS}, got {self.coulomb_method!r}"
-            )
-        if not isinstance(self.sigma_q, (int, float)) or self.sigma_q < 0:
-            raise ValueError(f"sigma_q must be a number >= 0 (Å), got {self.sigma_q!r}")
-        if not 0 < self.coulomb_accuracy < 1:
-            raise ValueError(f"coulomb_accuracy must be in (0, 1), got {self.coulomb_accuracy!r}")
+        hp.check_polynomial_degree(self.polynomial_degree)
+        hp.check_l_max(self.l_max)
+        hp.check_choice(self.charge_projection, "charge_projection", hp.CHARGE_PROJECTIONS)
+        hp.check_choice(self.coulomb_method, "coulomb_method", hp.COULOMB_METHODS)
+        hp.check_sigma_q(self.sigma_q)
+        hp.check_accuracy(self.coulomb_accuracy, "coulomb_accuracy")
         if not self.avg_num_neighbors > 0:
             raise ValueError(f"avg_num_neighbors must be > 0, got {self.avg_num_neighbors!r}")
         if not self.energy_scale > 0:

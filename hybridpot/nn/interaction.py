@@ -24,7 +24,7 @@ import torch.utils.checkpoint
 from e3nn import nn as e3nn_nn
 from e3nn import o3
 
-from ..hyperparameters import SELF_CONNECTIONS
+from ..hyperparameters import SELF_CONNECTIONS, check_choice
 from .product import NodeProduct
 
 
@@ -90,10 +90,7 @@ class InteractionBlock(torch.nn.Module):
         resnet: bool = True,
     ) -> None:
         super().__init__()
-        if self_connection not in SELF_CONNECTIONS:
-            raise ValueError(
-                f"self_connection must be one of {SELF_CONNECTIONS}, got {self_connection!r}"
-            )
+        check_choice(self_connection, "self_connection", SELF_CONNECTIONS)
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_out = o3.Irreps(irreps_out)
         self.irreps_sh = o3.Irreps(irreps_sh)

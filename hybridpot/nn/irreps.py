@@ -19,13 +19,7 @@ from collections.abc import Sequence
 import torch
 from e3nn import o3
 
-from ..hyperparameters import MAX_L
-
-
-def check_l_max(l_max) -> int:
-    if isinstance(l_max, bool) or not isinstance(l_max, int) or not 0 <= l_max <= MAX_L:
-        raise ValueError(f"l_max must be an integer in 0..{MAX_L}, got {l_max!r}")
-    return l_max
+from ..hyperparameters import MAX_L, check_l_max  # noqa: F401 (re-exported)
 
 
 def sh_irreps(l_max: int, parity: bool) -> o3.Irreps:

@@ -54,10 +54,7 @@ def _check_bool(value, name: str) -> bool:
     return value
 
 
-def _check_choice(value, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
+_check_choice = hp.check_choice
 
 
 class EquivariantNetwork(torch.nn.Module):
@@ -128,9 +125,7 @@ class EquivariantNetwork(torch.nn.Module):
         radial_mlp = _check_mlp(radial_mlp, "radial_mlp")
         readout_mlp = _check_mlp(readout_mlp, "readout_mlp")
         trainable_radial = _check_bool(trainable_radial, "trainable_radial")
-        polynomial_degree = _check_int(
-            polynomial_degree, "polynomial_degree", hp.MIN_POLYNOMIAL_DEGREE
-        )
+        polynomial_degree = hp.check_polynomial_degree(polynomial_degree)
         if isinstance(avg_num_neighbors, bool) or not isinstance(avg_num_neighbors, Real):
             raise TypeError(f"avg_num_neighbors must be a number, got {avg_num_neighbors!r}")
         if not (math.isfinite(avg_num_neighbors) and avg_num_neighbors > 0):

@@ -83,10 +83,7 @@ class PolynomialEnvelope(torch.nn.Module):
     def __init__(self, cutoff: float, degree: int = hp.POLYNOMIAL_DEGREE) -> None:
         super().__init__()
         self.cutoff = _check_cutoff(cutoff)
-        low = hp.MIN_POLYNOMIAL_DEGREE
-        if isinstance(degree, bool) or not isinstance(degree, int) or degree < low:
-            raise ValueError(f"polynomial_degree must be an integer >= {low}, got {degree!r}")
-        p = degree
+        p = hp.check_polynomial_degree(degree)
         self.degree = p
         # Coefficients fixed by u(1) = u'(1) = u''(1) = 0 with u(0) = 1.
         self.a = -(p + 1) * (p + 2) / 2.0

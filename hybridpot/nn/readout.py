@@ -21,7 +21,7 @@ from e3nn import nn as e3nn_nn
 from e3nn import o3
 
 from ..data.segments import gather_segments, segment_sum
-from ..hyperparameters import CHARGE_PROJECTIONS, ENERGY_SCALE
+from ..hyperparameters import CHARGE_PROJECTIONS, ENERGY_SCALE, check_choice
 
 #: (N, 3) e·Å, per-atom dipoles from the l = 1 readout (only with ``predict_dipoles``).
 ATOMIC_DIPOLES = "atomic_dipoles"
@@ -145,10 +145,7 @@ class ChargeReadout(torch.nn.Module):
 
     def __init__(self, num_scalars: int, hidden: tuple[int, ...], projection: str) -> None:
         super().__init__()
-        if projection not in CHARGE_PROJECTIONS:
-            raise ValueError(
-                f"charge_projection must be one of {CHARGE_PROJECTIONS}, got {projection!r}"
-            )
+        check_choice(projection, "charge_projection", CHARGE_PROJECTIONS)
         hidden = _check_mlp(hidden, "readout_mlp")
         self.projection = projection
         num_out = 2 if projection == "weighted" else 1
