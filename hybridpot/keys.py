@@ -32,6 +32,11 @@ ENERGIES_SHORT = "energies_short"  # (N,) eV, per-atom short-range (network) ene
 ENERGY_COULOMB = "energy_coulomb"  # (B,) eV, electrostatic energy of CHARGES
 POTENTIAL = "electrostatic_potential"  # (N,) eV/e, dE_coulomb/dq_i
 DIPOLE = "dipole"  # (B, 3) e·Å, sum_i q_i r_i; only meaningful for non-periodic structures
+ATOMIC_DIPOLES = "atomic_dipoles"  # (N, 3) e·Å, network output with predict_dipoles (l = 1 readout)
+
+# --- training labels (AtomicGraph.labels) besides the outputs above -------------------
+WEIGHT = "weight"  # (B,) per-structure loss weight, >= 0 (1 when the file gives none)
+MASK_SUFFIX = "_mask"  # labels[key + MASK_SUFFIX]: (B,) bool, which structures carry key
 
 # --- physical constants -------------------------------------------------------------------
 #: k_e = e^2 / (4 pi eps0) in eV·Å/e², CODATA 2018 (the value of torchpme.prefactors.eV_A;

@@ -32,10 +32,8 @@ from .graph import AtomicGraph, batch_graphs, graph_from_atoms
 
 logger = logging.getLogger(__name__)
 
-#: Per-structure loss weight label, (B,) dimensionless; every graph from this module has it.
-WEIGHT = "weight"
-
-#: Labels a dataset graph may carry (besides WEIGHT), with their per-structure shapes.
+#: Labels a dataset graph may carry (besides keys.WEIGHT, which every graph from this
+#: module has), with their per-structure shapes.
 LABELS = (keys.ENERGY, keys.FORCES, keys.STRESS, keys.CHARGES, keys.DIPOLE)
 
 _CACHE_VERSION = 1
@@ -106,7 +104,7 @@ def extract_labels(
             f"{where}: weight (key {k.weight_key!r}) must be one finite number >= 0, "
             f"got {weight.tolist()}"
         )
-    labels[WEIGHT] = weight
+    labels[keys.WEIGHT] = weight
     charge = atoms.info.get(k.total_charge_key, 0.0)
     try:
         total_charge = float(charge)

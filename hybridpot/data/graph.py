@@ -227,7 +227,7 @@ def batch_graphs(graphs: list[AtomicGraph]) -> AtomicGraph:
         raise ValueError(f"graphs were built with different cutoffs {sorted(cutoffs)}")
     offsets = np.cumsum([0] + [g.num_nodes for g in graphs[:-1]])
     graph_offsets = np.cumsum([0] + [g.num_graphs for g in graphs[:-1]])
-    label_keys = sorted({k for g in graphs for k in g.labels if not k.endswith("_mask")})
+    label_keys = sorted({k for g in graphs for k in g.labels if not k.endswith(keys.MASK_SUFFIX)})
     labels = {}
     for key in label_keys:
         parts, mask = [], []
@@ -237,7 +237,7 @@ def batch_graphs(graphs: list[AtomicGraph]) -> AtomicGraph:
             if key in g.labels:
                 value = g.labels[key]
                 parts.append(value.reshape(size, *value.shape[1:]) if per_atom else value)
-                m = g.labels.get(f"{key}_mask", torch.ones(g.num_graphs, dtype=torch.bool))
+                m = g.labels.get(key + keys.MASK_SUFFIX, torch.ones(g.num_graphs, dtype=torch.bool))
             else:
                 template = next(h.labels[key] for h in graphs if key in h.labels)
                 parts.append(torch.zeros((size, *template.shape[1:]), dtype=template.dtype))
@@ -246,7 +246,7 @@ def batch_graphs(graphs: list[AtomicGraph]) -> AtomicGraph:
         labels[key] = torch.cat(parts)
         mask = torch.cat(mask)
         if not mask.all():
-            labels[f"{key}_mask"] = mask
+            labels[key + keys.MASK_SUFFIX] = mask
     return AtomicGraph(
         positions=torch.cat([g.positions for g in graphs]),
         numbers=torch.cat([g.numbers for g in graphs]),

@@ -19,7 +19,7 @@ from .graph import AtomicGraph
 
 
 def _has(graph: AtomicGraph, key: str) -> bool:
-    mask = graph.labels.get(f"{key}_mask")
+    mask = graph.labels.get(key + keys.MASK_SUFFIX)
     return key in graph.labels and (mask is None or bool(mask.all()))
 
 

@@ -22,9 +22,7 @@ from e3nn import o3
 
 from ..data.segments import gather_segments, segment_sum
 from ..hyperparameters import CHARGE_PROJECTIONS, ENERGY_SCALE, check_choice
-
-#: (N, 3) e·Å, per-atom dipoles from the l = 1 readout (only with ``predict_dipoles``).
-ATOMIC_DIPOLES = "atomic_dipoles"
+from ..keys import ATOMIC_DIPOLES  # noqa: F401 (re-exported by hybridpot.nn)
 
 # Smallest per-atom weight of the "weighted" projection: keeps sum_j w_j > 0 even when the
 # softplus underflows, so the division is always defined.

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import torch
 
 from .. import keys
-from ..data.dataset import WEIGHT
 from ..data.graph import AtomicGraph
 from ..derivatives import has_dipole, voigt
 
@@ -58,7 +57,7 @@ def structure_mask(graph: AtomicGraph, key: str) -> torch.Tensor:
     """(B,) bool: which structures of ``graph`` carry label ``key``."""
     if key not in graph.labels:
         return torch.zeros(graph.num_graphs, dtype=torch.bool, device=graph.device)
-    mask = graph.labels.get(f"{key}_mask")
+    mask = graph.labels.get(key + keys.MASK_SUFFIX)
     if mask is None:
         return torch.ones(graph.num_graphs, dtype=torch.bool, device=graph.device)
     return mask.to(graph.device)
@@ -94,7 +93,7 @@ def pair(pred: dict[str, torch.Tensor], graph: AtomicGraph, name: str) -> Pair |
             f"the batch has {name} labels but the model output has no {key!r} "
             f"(available: {sorted(pred)})"
         )
-    weights = graph.labels.get(WEIGHT)
+    weights = graph.labels.get(keys.WEIGHT)
     if weights is None:
         weights = torch.ones(graph.num_graphs, dtype=graph.dtype, device=graph.device)
     weights = weights.to(pred[key].dtype)

@@ -7,7 +7,6 @@ import torch
 
 from hybridpot import keys
 from hybridpot.data import batch_graphs, graph_from_atoms
-from hybridpot.data.dataset import WEIGHT
 from hybridpot.train.config import LossConfig
 from hybridpot.train.loss import Loss
 from hybridpot.train.metrics import Metrics, format_table
@@ -28,18 +27,28 @@ def _graph(n_atoms, labels, periodic=True):
 def batch():
     """Three structures (2, 2, 4 atoms); energy labelled on 0 and 2, weights 1, 1, 2."""
     g0 = _graph(
-        2, {keys.ENERGY: np.array([-1.0]), keys.FORCES: np.zeros((2, 3)), WEIGHT: np.array([1.0])}
+        2,
+        {
+            keys.ENERGY: np.array([-1.0]),
+            keys.FORCES: np.zeros((2, 3)),
+            keys.WEIGHT: np.array([1.0]),
+        },
     )
     g1 = _graph(
         2,
         {
             keys.FORCES: np.ones((2, 3)),
-            WEIGHT: np.array([1.0]),
+            keys.WEIGHT: np.array([1.0]),
             keys.CHARGES: np.array([0.5, -0.5]),
         },
     )
     g2 = _graph(
-        4, {keys.ENERGY: np.array([-4.0]), keys.FORCES: np.zeros((4, 3)), WEIGHT: np.array([2.0])}
+        4,
+        {
+            keys.ENERGY: np.array([-4.0]),
+            keys.FORCES: np.zeros((4, 3)),
+            keys.WEIGHT: np.array([2.0]),
+        },
     )
     return batch_graphs([g0, g1, g2])
 
