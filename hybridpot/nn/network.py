@@ -86,7 +86,7 @@ class EquivariantNetwork(torch.nn.Module):
         resnet: residual update h + block(h) where the irreps allow it.
         readout_mlp: hidden widths of the energy and charge readout MLPs.
         predict_dipoles: add a per-atom dipole readout from the l = 1 features
-            (output ``readout.ATOMIC_DIPOLES``, (N, 3) e·Å; needs l = 1 hidden channels).
+            (output ``keys.ATOMIC_DIPOLES``, (N, 3) e·Å; needs l = 1 hidden channels).
 
     The network is built in float64 with exact constants; ``.to(torch.float32)`` casts it
     down for fast inference (cast a float64 network, never a float32 one, up or down).
@@ -305,7 +305,7 @@ class EquivariantNetwork(torch.nn.Module):
 
         Returns:
             dict with ``keys.ENERGIES_SHORT`` (N,) eV, ``keys.CHARGES`` (N,) e (if
-            ``predict_charges``) and ``readout.ATOMIC_DIPOLES`` (N, 3) e·Å (if
+            ``predict_charges``) and ``keys.ATOMIC_DIPOLES`` (N, 3) e·Å (if
             ``predict_dipoles``).
         """
         self._check_inputs(numbers, edge_index, edge_vectors, batch, num_graphs, total_charge)
