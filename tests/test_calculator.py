@@ -203,15 +203,7 @@ def _strained_energy(atoms, calculator, strain):
     "charge",
     [
         0.0,
-        pytest.param(
-            1.0,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a charged slab's Coulomb energy depends on the internal vacuum length, "
-                "which the electrostatics choose from the area: the virial at fixed length "
-                "misses that change (0.25% here); reported to the electrostatics owner",
-            ),
-        ),
+        1.0,
     ],
 )
 def test_slab_stress_is_the_in_plane_strain_derivative(calculator, charge):

@@ -254,12 +254,18 @@ def mesh_energies(
     return q * potential
 
 
-def slab_corrections(plan: CoulombPlan, positions, kcells, charges, batch) -> torch.Tensor:
+def slab_corrections(
+    plan: CoulombPlan, positions, kcells, charges, batch, sigma_q: float = 0.0
+) -> torch.Tensor:
     """(N,) eV: per-atom shares of the slab correction (zero outside slabs).
 
-    E_corr = (2 pi k_e / V) [M^2 - Q sum q z^2 - Q^2 L^2 / 12] along the unit normal n,
-    z measured from the slab's lowest atom (a constant of the plan); per atom
-    q_i (pi k_e / V) [2 z_i M - M2 - Q z_i^2 - Q L^2 / 6].
+    E_corr = (2 pi k_e / V) [M^2 - Q M2 - Q^2 L^2 / 12] along the unit normal n, with
+    M = sum q z and M2 the second moment of the charge density along n: for Gaussian
+    charges of width sigma_q, M2 = sum q (z^2 + sigma_q^2) (each cloud's own spread; the
+    term -Q^2 sigma_q^2 matters only for charged slabs, whose energy would otherwise
+    depend on the internal length L). z is measured from the slab's lowest atom (a
+    constant of the plan); per atom q_i (pi k_e / V) [2 z_i M - M2 - Q z_i^2 - Q L^2 / 6
+    - 2 Q sigma_q^2].
     """
     num_slabs = plan.slab_structures.numel()
     if num_slabs == 0:
@@ -286,7 +292,9 @@ def slab_corrections(plan: CoulombPlan, positions, kcells, charges, batch) -> to
     dipole = segment_sum(q * z, index, num_slabs)
     second = segment_sum(q * z * z, index, num_slabs)
     per = gather_segments(torch.stack([total, dipole, second, length, volume], 1), index)
-    bracket = 2.0 * z * per[:, 1] - per[:, 2] - per[:, 0] * z * z - per[:, 0] * per[:, 3] ** 2 / 6.0
+    total_i, length_i = per[:, 0], per[:, 3]
+    bracket = 2.0 * z * per[:, 1] - per[:, 2] - total_i * z * z - total_i * length_i**2 / 6.0
+    bracket = bracket - 2.0 * total_i * sigma_q**2
     return COULOMB_CONSTANT * math.pi / per[:, 4] * q * bracket
 
 
@@ -344,4 +352,4 @@ def coulomb_energies(
     for b in plan.ewald_structures:
         atoms, e = ewald_energies(plan, b, positions, kcells, charges, batch, sigma_q)
         energies = energies.index_add(0, atoms, e)
-    return energies + slab_corrections(plan, positions, kcells, charges, batch)
+    return energies + slab_corrections(plan, positions, kcells, charges, batch, sigma_q)

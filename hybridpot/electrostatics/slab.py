@@ -8,8 +8,11 @@ the 2D-periodic result
 (Yeh & Berkowitz, J. Chem. Phys. 111, 3155 (1999), with the charged-slab terms of
 Ballenegger, Arnold & Cerda, J. Chem. Phys. 131, 094107 (2009)):
 
-    E_corr = (2 pi k_e / V) [M_n^2 - Q sum_i q_i z_i^2 - Q^2 L^2 / 12],
-    z_i = r_i . n,  M_n = sum_i q_i z_i,  Q = sum_i q_i,  V = |a1 x a2| L.
+    E_corr = (2 pi k_e / V) [M_n^2 - Q sum_i q_i (z_i^2 + sigma_q^2) - Q^2 L^2 / 12],
+    z_i = r_i . n,  M_n = sum_i q_i z_i,  Q = sum_i q_i,  V = |a1 x a2| L,
+
+(the sigma_q^2 is the spread along n of a Gaussian charge of width sigma_q: the second
+moment of its density; without it a charged slab of Gaussian charges depended on L).
 
 This removes exactly the k_parallel = 0 (planar average) difference between the 3D
 periodic and the 2D-periodic sums; what remains is the interaction with the periodic

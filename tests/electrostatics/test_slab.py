@@ -58,6 +58,21 @@ def test_slab_3d_sum_with_growing_vacuum_converges():
     assert errors[-1] < TOL.reference_energy  # ... and converges to our slab result
 
 
+@pytest.mark.parametrize("sigma_q", [0.5, 1.2])
+def test_charged_gaussian_slab_does_not_depend_on_gap(sigma_q):
+    """A charged slab of Gaussian charges: the correction's second moment includes each
+    cloud's spread sigma_q^2 along the normal; without it the energy moved by ~k Q^2
+    sigma_q^2 / (A L) with the internal length (18 meV between gaps of 30 and 90 Å)."""
+    bulk = random_ionic_cell(12, np.random.default_rng(44), net_charge=1.0, density=0.03)
+    slab = make_slab(bulk, axis=2)
+    energies = [
+        run(slab, sigma_q=sigma_q, accuracy=1e-7, slab_gap=gap)["energy"]
+        for gap in (30.0, 45.0, 90.0)
+    ]
+    assert energies[1] == pytest.approx(energies[0], rel=1e-8)
+    assert energies[2] == pytest.approx(energies[0], rel=1e-8)
+
+
 def test_charged_slab_converges_and_does_not_depend_on_gap():
     bulk = random_ionic_cell(24, np.random.default_rng(43), net_charge=3.0, density=0.03)
     slab = make_slab(bulk, axis=2)
