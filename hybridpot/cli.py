@@ -13,11 +13,11 @@ stderr naming the problem, no traceback; ``--traceback`` shows it), 130 when int
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import logging
 import sys
 import textwrap
-import datetime
-import logging
 from collections.abc import Sequence
 
 from . import __version__
