@@ -11,7 +11,7 @@ with f(r) = [erf(r / (2 sigma_q)) - erf(r / (sqrt2 s))] / r the real-space kerne
 erf(r / (2 sigma_q)) / r, i.e. 1/(sqrt2 s) = 0), phi the mesh potential of the
 long-range kernel (one batched mesh per group of structures sharing a mesh shape,
 :mod:`.mesh_potential`), the self term of each charge's own long-range Gaussian and the
-neutralising background (``kspace._long_range_corrections`` for the derivation), and the
+neutralising background (``potential.long_range_potential``), and the
 Yeh-Berkowitz/Ballenegger slab correction (:mod:`.slab`). The same physics as the
 per-structure sum, term by term; tested equal to it and to independent references.
 
@@ -36,78 +36,7 @@ from ..keys import COULOMB_CONSTANT
 from .mesh import PolynomialWeights
 from .mesh_potential import mesh_potential, mesh_potential_autograd
 from .plan import CoulombPlan, MeshGroup
-from .potential import GaussianCoulombPotential
-
-_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
-
-
-def pair_kernel(r: torch.Tensor, sigma_q: float, inv_width: torch.Tensor) -> torch.Tensor:
-    """f(r) = [erf(r / (2 sigma_q)) - erf(r * inv_width)] / r (1/Å), finite at r = 0.
-
-    Args:
-        r: (P,) Å.
-        sigma_q: Gaussian charge width (Å); 0 gives erfc(r * inv_width) / r.
-        inv_width: (P,) 1/Å, 1 / (sqrt2 s) per pair (0: the whole Coulomb kernel).
-    """
-    if sigma_q == 0:
-        return torch.erfc(r * inv_width) / r
-    inv_a = 1.0 / (2.0 * sigma_q)  # the larger inverse width (s > sqrt2 sigma_q)
-    small = r < 1e-3 / inv_a
-    r_safe = torch.where(small, torch.full_like(r, 1.0 / inv_a), r)
-    # Taylor series of the difference at small r (exact to double precision there).
-    r2 = r * r
-    d1 = inv_a - inv_width
-    d3 = inv_a**3 - inv_width**3
-    d5 = inv_a**5 - inv_width**5
-    series = _TWO_OVER_SQRT_PI * (d1 - r2 * d3 / 3.0 + r2 * r2 * d5 / 10.0)
-    exact = (torch.erfc(r_safe * inv_width) - torch.erfc(r_safe * inv_a)) / r_safe
-    return torch.where(small, series, exact)
-
-
-def pair_kernel_derivative(r: torch.Tensor, sigma_q: float, inv_width: torch.Tensor):
-    """f'(r) = df/dr of :func:`pair_kernel` (1/Å^2), finite at r = 0 (differentiable).
-
-    With g(x) = (2/sqrt(pi)) exp(-x^2) the derivative of erf:
-    f' = [a g(r a) - b g(r b) - f] / r (a = 1/(2 sigma_q), b = ``inv_width``), and
-    for point charges f' = -[b g(r b) + f] / r.
-    """
-    if sigma_q == 0:
-        gb = _TWO_OVER_SQRT_PI * inv_width * torch.exp(-((r * inv_width) ** 2))
-        return -(gb + pair_kernel(r, sigma_q, inv_width)) / r
-    inv_a = 1.0 / (2.0 * sigma_q)
-    small = r < 1e-3 / inv_a
-    r_safe = torch.where(small, torch.full_like(r, 1.0 / inv_a), r)
-    ga = _TWO_OVER_SQRT_PI * inv_a * torch.exp(-((r_safe * inv_a) ** 2))
-    gb_safe = _TWO_OVER_SQRT_PI * inv_width * torch.exp(-((r_safe * inv_width) ** 2))
-    # f at r_safe, where the closed form is exact (the series is only for small r)
-    f_safe = (torch.erfc(r_safe * inv_width) - torch.erfc(r_safe * inv_a)) / r_safe
-    exact = (ga - gb_safe - f_safe) / r_safe
-    d3 = inv_a**3 - inv_width**3
-    d5 = inv_a**5 - inv_width**5
-    series = _TWO_OVER_SQRT_PI * (-2.0 * r * d3 / 3.0 + 0.4 * r**3 * d5)
-    return torch.where(small, series, exact)
-
-
-class _PairKernel(torch.autograd.Function):
-    """f(r) with the analytic derivative f'(r) as its backward.
-
-    Autograd through the erfc/where chain of :func:`pair_kernel` keeps ~10 intermediate
-    tensors per pair and replays them backwards; here the forward keeps r only and the
-    backward is one evaluation of f'. The backward is written in differentiable torch
-    operations, so it is itself differentiated when ``create_graph`` asks for it (second
-    derivatives for training on forces).
-    """
-
-    @staticmethod
-    def forward(ctx, r, inv_width, sigma_q):
-        ctx.save_for_backward(r, inv_width)
-        ctx.sigma_q = sigma_q
-        return pair_kernel(r, sigma_q, inv_width)
-
-    @staticmethod
-    def backward(ctx, grad):
-        r, inv_width = ctx.saved_tensors
-        return grad * pair_kernel_derivative(r, ctx.sigma_q, inv_width), None, None
+from .potential import GaussianCoulombPotential, PairKernel, long_range_potential
 
 
 def real_space_energies(plan: CoulombPlan, positions, cell, charges, sigma_q: float):
@@ -117,7 +46,7 @@ def real_space_energies(plan: CoulombPlan, positions, cell, charges, sigma_q: fl
     vectors = positions.index_select(0, j) - positions.index_select(0, i) + shift
     r = torch.linalg.norm(vectors, dim=1)
     q_i, q_j = charges.index_select(0, i), charges.index_select(0, j)
-    kernel = _PairKernel.apply(r, plan.pair_inv_width, sigma_q)
+    kernel = PairKernel.apply(r, plan.pair_inv_width, sigma_q)
     half = 0.5 * COULOMB_CONSTANT * q_i * q_j * kernel
     energies = torch.zeros_like(charges).index_add(0, i, half)
     return energies.index_add(0, j, half)
@@ -244,13 +173,10 @@ def mesh_energies(
     volume = determinant3(cells).abs()
     num = cells.shape[0]
     total = segment_sum(q, group.slot, num)
-    s = group.smearing
-    # Self term: each charge's own long-range Gaussian, phi_LR(0) = sqrt(2/pi) / s.
-    self_term = COULOMB_CONSTANT * math.sqrt(2.0 / math.pi) / s
-    # Background: the k = 0 term left out equals a uniform charge -Q; factor 2 for the 1/2.
-    background = 2.0 * COULOMB_CONSTANT * math.pi * (s * s - 2.0 * sigma_q**2) * total / volume
-    per_atom = gather_segments(torch.stack([1.0 / volume, self_term, background], 1), group.slot)
-    potential = 0.5 * (phi * per_atom[:, 0] - q * per_atom[:, 1] - per_atom[:, 2])
+    per_atom = gather_segments(torch.stack([volume, group.smearing, total], 1), group.slot)
+    potential = long_range_potential(
+        phi / per_atom[:, 0], q, per_atom[:, 1], sigma_q, per_atom[:, 2], per_atom[:, 0]
+    )
     return q * potential
 
 

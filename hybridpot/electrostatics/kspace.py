@@ -1,9 +1,9 @@
 """The Ewald k-space sum and the corrections shared by every k-space method.
 
-- :func:`_long_range_corrections` turns a k-space potential (self image included) into
-  torch-pme's per-atom V_i: minus the self term, minus the neutralising background, half
-  of the double-counted pairs. The batched mesh sum (:mod:`.batched`) applies the same
-  three terms per structure.
+- the k-space potential becomes the per-atom V_i through
+  :func:`~.potential.long_range_potential` (minus the self term, minus the neutralising
+  background, half of the double-counted pairs), the same function the batched mesh sum
+  (:mod:`.batched`) uses.
 - :class:`SphericalEwald` (torch-pme's ``EwaldCalculator``) sums over the half sphere
   |k| <= k_cut (k and -k give the same term), exact in the cutoff and half the work of
   torch-pme's full box of k-vectors. Each structure has its own k-vectors, so the Ewald
@@ -20,32 +20,11 @@ import math
 import torch
 from torchpme import EwaldCalculator
 
+from .potential import long_range_potential
+
 # Largest (k-vectors x atoms) matrix the Ewald sum may build (float elements): several
 # such matrices are kept for the backward pass.
 MAX_EWALD_ELEMENTS = 30_000_000
-
-
-def _long_range_corrections(
-    calculator, potential_lr: torch.Tensor, charges: torch.Tensor, volume: torch.Tensor
-) -> torch.Tensor:
-    """Turn the k-space potential into torch-pme's per-atom V_i (shared by all methods).
-
-    Args:
-        potential_lr: (N, 1) sum over all j and all images of q_j phi_LR, self image
-            included (the k-space sum cannot leave it out).
-        charges: (N, 1) e.
-        volume: cell volume, Å^3.
-    """
-    potential = calculator.potential
-    # Remove each charge's interaction with its own long-range Gaussian at r = 0.
-    potential_lr = potential_lr - charges * potential.self_contribution()
-    # Neutralising background: the k = 0 term is left out of the k-space sum; the
-    # uniform background of charge -Q then contributes -background * Q^2 / V to the
-    # energy. The factor 2 compensates the 1/2 below.
-    total_charge = charges.sum(dim=0)
-    potential_lr = potential_lr - 2.0 * potential.background_correction() * total_charge / volume
-    # Each pair is counted from both sides: V_i carries half of it.
-    return potential_lr / 2.0
 
 
 def half_sphere_miller_indices(cell: torch.Tensor, k_cutoff: float) -> torch.Tensor:
@@ -115,4 +94,13 @@ class SphericalEwald(EwaldCalculator):
         s_sin = sin @ charges
         volume = torch.abs(torch.linalg.det(cell))
         potential_lr = 2.0 * (cos.T @ (kernel[:, None] * s_cos) + sin.T @ (kernel[:, None] * s_sin))
-        return _long_range_corrections(self, potential_lr / volume, charges, volume)
+        # The kernel carries the default prefactor k_e, as the shared corrections assume.
+        potential = self.potential
+        return long_range_potential(
+            potential_lr / volume,
+            charges,
+            potential.smearing,
+            potential.sigma_q,
+            charges.sum(dim=0),
+            volume,
+        )

@@ -36,52 +36,107 @@ from ..keys import COULOMB_CONSTANT
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
-def erf_over_r(r: torch.Tensor, width: float) -> torch.Tensor:
-    """erf(r / width) / r with its finite limit 2 / (sqrt(pi) width) at r = 0.
+def pair_kernel(r: torch.Tensor, sigma_q: float, inv_width: torch.Tensor) -> torch.Tensor:
+    """f(r) = [erf(r / (2 sigma_q)) - erf(r * inv_width)] / r (1/Å), finite at r = 0.
 
     Args:
-        r: distances (any shape), Å, >= 0.
-        width: Å, > 0.
-
-    Returns:
-        Tensor like ``r`` in 1/Å; differentiable (also twice) at r = 0.
+        r: (P,) Å.
+        sigma_q: Gaussian charge width (Å); 0 gives erfc(r * inv_width) / r.
+        inv_width: (P,) 1/Å, 1 / (sqrt2 s) per pair (0: the whole Coulomb kernel).
     """
-    # Below r = 1e-3 width the Taylor series 2/(sqrt(pi) w) (1 - x^2/3 + x^4/10), x = r/w,
-    # is exact to double precision; the masked branch keeps NaN out of the gradients.
-    small = r < 1e-3 * width
-    r_safe = torch.where(small, torch.ones_like(r) * width, r)
-    x2 = (r / width) ** 2
-    series = _TWO_OVER_SQRT_PI / width * (1.0 - x2 / 3.0 + x2 * x2 / 10.0)
-    return torch.where(small, series, torch.erf(r_safe / width) / r_safe)
-
-
-def erf_difference_over_r(r: torch.Tensor, width_a: float, width_b: float) -> torch.Tensor:
-    """[erf(r / a) - erf(r / b)] / r for widths 0 < a < b, finite at r = 0.
-
-    Evaluated as [erfc(r / b) - erfc(r / a)] / r so that nothing cancels at large r.
-
-    Args:
-        r: distances (any shape), Å, >= 0.
-        width_a: Å, the smaller width.
-        width_b: Å, the larger width.
-
-    Returns:
-        Tensor like ``r`` in 1/Å.
-    """
-    small = r < 1e-3 * width_a
-    r_safe = torch.where(small, torch.ones_like(r) * width_a, r)
+    if sigma_q == 0:
+        return torch.erfc(r * inv_width) / r
+    inv_a = 1.0 / (2.0 * sigma_q)  # the larger inverse width (s > sqrt2 sigma_q)
+    small = r < 1e-3 / inv_a
+    r_safe = torch.where(small, torch.full_like(r, 1.0 / inv_a), r)
+    # Taylor series of the difference at small r (exact to double precision there).
     r2 = r * r
-    inv = [1.0 / width_a**n - 1.0 / width_b**n for n in (1, 3, 5)]
-    series = _TWO_OVER_SQRT_PI * (inv[0] - r2 * inv[1] / 3.0 + r2 * r2 * inv[2] / 10.0)
-    exact = (torch.erfc(r_safe / width_b) - torch.erfc(r_safe / width_a)) / r_safe
+    d1 = inv_a - inv_width
+    d3 = inv_a**3 - inv_width**3
+    d5 = inv_a**5 - inv_width**5
+    series = _TWO_OVER_SQRT_PI * (d1 - r2 * d3 / 3.0 + r2 * r2 * d5 / 10.0)
+    exact = (torch.erfc(r_safe * inv_width) - torch.erfc(r_safe * inv_a)) / r_safe
     return torch.where(small, series, exact)
 
 
-def gaussian_pair_kernel(r: torch.Tensor, sigma_q: float) -> torch.Tensor:
-    """phi(r) = erf(r / (2 sigma_q)) / r, or 1/r for sigma_q = 0 (1/Å, no prefactor)."""
-    if sigma_q > 0:
-        return erf_over_r(r, 2.0 * sigma_q)
-    return 1.0 / r
+def pair_kernel_derivative(r: torch.Tensor, sigma_q: float, inv_width: torch.Tensor):
+    """f'(r) = df/dr of :func:`pair_kernel` (1/Å^2), finite at r = 0 (differentiable).
+
+    With g(x) = (2/sqrt(pi)) exp(-x^2) the derivative of erf:
+    f' = [a g(r a) - b g(r b) - f] / r (a = 1/(2 sigma_q), b = ``inv_width``), and
+    for point charges f' = -[b g(r b) + f] / r.
+    """
+    if sigma_q == 0:
+        gb = _TWO_OVER_SQRT_PI * inv_width * torch.exp(-((r * inv_width) ** 2))
+        return -(gb + pair_kernel(r, sigma_q, inv_width)) / r
+    inv_a = 1.0 / (2.0 * sigma_q)
+    small = r < 1e-3 / inv_a
+    r_safe = torch.where(small, torch.full_like(r, 1.0 / inv_a), r)
+    ga = _TWO_OVER_SQRT_PI * inv_a * torch.exp(-((r_safe * inv_a) ** 2))
+    gb_safe = _TWO_OVER_SQRT_PI * inv_width * torch.exp(-((r_safe * inv_width) ** 2))
+    # f at r_safe, where the closed form is exact (the series is only for small r)
+    f_safe = (torch.erfc(r_safe * inv_width) - torch.erfc(r_safe * inv_a)) / r_safe
+    exact = (ga - gb_safe - f_safe) / r_safe
+    d3 = inv_a**3 - inv_width**3
+    d5 = inv_a**5 - inv_width**5
+    series = _TWO_OVER_SQRT_PI * (-2.0 * r * d3 / 3.0 + 0.4 * r**3 * d5)
+    return torch.where(small, series, exact)
+
+
+class PairKernel(torch.autograd.Function):
+    """f(r) with the analytic derivative f'(r) as its backward.
+
+    Autograd through the erfc/where chain of :func:`pair_kernel` keeps ~10 intermediate
+    tensors per pair and replays them backwards; here the forward keeps r only and the
+    backward is one evaluation of f'. The backward is written in differentiable torch
+    operations, so it is itself differentiated when ``create_graph`` asks for it (second
+    derivatives for training on forces).
+    """
+
+    @staticmethod
+    def forward(ctx, r, inv_width, sigma_q):
+        ctx.save_for_backward(r, inv_width)
+        ctx.sigma_q = sigma_q
+        return pair_kernel(r, sigma_q, inv_width)
+
+    @staticmethod
+    def backward(ctx, grad):
+        r, inv_width = ctx.saved_tensors
+        return grad * pair_kernel_derivative(r, ctx.sigma_q, inv_width), None, None
+
+
+def self_term(smearing):
+    """k_e phi_LR(0) = k_e sqrt(2/pi) / s: each charge's interaction with its own
+    long-range Gaussian, which the k-space sum includes (eV/e^2; s float or tensor)."""
+    return COULOMB_CONSTANT * math.sqrt(2.0 / math.pi) / smearing
+
+
+def background_term(smearing, sigma_q: float):
+    """k_e pi (s^2 - 2 sigma_q^2): the neutralising background's energy is -this Q^2 / V
+    (the k = 0 component of the real-space kernel; module docstring)."""
+    return COULOMB_CONSTANT * math.pi * (smearing**2 - 2.0 * sigma_q**2)
+
+
+def long_range_potential(phi_lr, charges, smearing, sigma_q: float, total_charge, volume):
+    """Per-atom V_i of the long-range part (E_LR = sum_i q_i V_i), shared by all k-space
+    methods.
+
+    Args:
+        phi_lr: k-space potential at each atom, sum over all j and images of q_j
+            k_e phi_LR, self image included (the k-space sum cannot leave it out), eV/e.
+        charges: e; smearing: s (Å); total_charge: Q of the atom's structure (e);
+            volume: Å^3 (all broadcastable, e.g. per atom).
+
+    Returns:
+        V_i = [phi_lr - q_i k_e phi_LR(0) - 2 background Q / V] / 2: minus the self term,
+        minus the neutralising background (the factor 2 compensates the 1/2), halved
+        because each pair is counted from both sides.
+    """
+    return 0.5 * (
+        phi_lr
+        - charges * self_term(smearing)
+        - 2.0 * background_term(smearing, sigma_q) * total_charge / volume
+    )
 
 
 class GaussianCoulombPotential(CoulombPotential):
@@ -110,7 +165,7 @@ class GaussianCoulombPotential(CoulombPotential):
 
     def from_dist(self, dist: torch.Tensor, pair_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Full kernel k_e phi(r) (eV/e² with the default prefactor)."""
-        result = gaussian_pair_kernel(dist, self.sigma_q)
+        result = pair_kernel(dist, self.sigma_q, torch.zeros_like(dist))
         if pair_mask is not None:
             result = result * pair_mask
         return self.prefactor * result
@@ -122,20 +177,15 @@ class GaussianCoulombPotential(CoulombPotential):
 
         Written with erfc so that no cancellation occurs at large r.
         """
-        width_lr = math.sqrt(2.0) * float(self.smearing)
-        if self.sigma_q > 0:
-            # [erf(r/a) - erf(r/b)]/r, a = 2 sigma_q < b = sqrt2 s: difference of two
-            # smooth functions, finite at r = 0 (coincident Gaussians are allowed).
-            result = erf_difference_over_r(dist, 2.0 * self.sigma_q, width_lr)
-        else:
-            result = torch.erfc(dist / width_lr) / dist
+        inv_width = torch.full_like(dist, 1.0 / (math.sqrt(2.0) * float(self.smearing)))
+        result = pair_kernel(dist, self.sigma_q, inv_width)
         if pair_mask is not None:
             result = result * pair_mask
         return self.prefactor * result
 
     def background_correction(self) -> torch.Tensor:
         """pi (s^2 - 2 sigma_q^2) k_e: the background energy is -this * Q^2 / V."""
-        return self.prefactor * torch.pi * (self.smearing**2 - 2.0 * self.sigma_q**2)
+        return self.prefactor / COULOMB_CONSTANT * background_term(self.smearing, self.sigma_q)
 
     def pbc_correction(
         self,

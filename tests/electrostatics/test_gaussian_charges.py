@@ -9,11 +9,7 @@ import torch
 from es_helpers import rel_max, rel_rms, run
 from scipy.special import erf, erfc
 
-from hybridpot.electrostatics.potential import (
-    GaussianCoulombPotential,
-    erf_difference_over_r,
-    erf_over_r,
-)
+from hybridpot.electrostatics.potential import GaussianCoulombPotential, pair_kernel
 from hybridpot.keys import COULOMB_CONSTANT
 from hybridpot.testing import ewald_sum, random_ionic_cell, tolerances
 
@@ -46,14 +42,15 @@ def test_gaussian_pair_matches_erf_formula(sigma_q, distance):
 
 def test_gaussian_kernels_finite_with_finite_gradients_at_zero():
     r = torch.tensor([0.0, 1e-9, 1e-4, 0.5, 3.0], dtype=torch.float64, requires_grad=True)
-    for values in (erf_over_r(r, 0.8), erf_difference_over_r(r, 0.8, 2.0)):
+    # erf(r / 0.8) / r, and [erf(r / 0.8) - erf(r / 2)] / r (sigma_q = 0.4)
+    for values in (pair_kernel(r, 0.4, torch.zeros_like(r)), pair_kernel(r, 0.4, 0.5 + 0 * r)):
         (grad,) = torch.autograd.grad(values.sum(), r, create_graph=True)
         (second,) = torch.autograd.grad(grad.sum(), r)
         assert torch.isfinite(values).all() and torch.isfinite(grad).all()
         assert torch.isfinite(second).all()
     # Series branch and closed form agree where they meet.
     a = torch.tensor([0.8e-3 * (1 - 1e-9), 0.8e-3 * (1 + 1e-9)], dtype=torch.float64)
-    values = erf_over_r(a, 0.8)
+    values = pair_kernel(a, 0.4, torch.zeros_like(a))
     assert abs(float(values[0] - values[1])) < 1e-12
 
 
@@ -119,7 +116,7 @@ def test_wide_gaussians_raise_the_split():
 def test_pair_kernel_analytic_derivative_equals_autograd(sigma_q):
     """The real-space kernel's analytic backward (also at r -> 0 for Gaussians) equals
     autograd through the kernel, and its second derivative passes gradgradcheck."""
-    from hybridpot.electrostatics.batched import _PairKernel, pair_kernel
+    from hybridpot.electrostatics.potential import PairKernel as _PairKernel
 
     r = torch.cat(
         [
