@@ -89,6 +89,15 @@ def check_sigma_q(sigma_q) -> float:
     return float(sigma_q)
 
 
+def check_skin(skin) -> float:
+    """A Verlet skin (Å): a finite number >= 0 (0: lists rebuilt at every call)."""
+    if not _is_real(skin):
+        raise ValueError(f"skin must be a finite length >= 0 Å, got {skin!r}")
+    if not (math.isfinite(skin) and skin >= 0):
+        raise ValueError(f"skin must be a finite length >= 0 Å, got {skin!r}")
+    return float(skin)
+
+
 def check_accuracy(accuracy, name: str = "accuracy") -> float:
     """The Coulomb target relative RMS force error: a number in (0, 1)."""
     if not _is_real(accuracy):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .. import keys
+from ..device import resolve_device
 from .neighbors import edge_vectors, neighbor_pairs
 
 
@@ -189,7 +190,7 @@ def graph_from_atoms(
     positions = atoms.get_positions()
     cell = np.asarray(atoms.get_cell(), dtype=np.float64)
     pbc = atoms.get_pbc()
-    device = torch.device("cpu") if device is None else torch.device(device)
+    device = torch.device("cpu") if device is None else resolve_device(device)
     positions_t = torch.tensor(positions, dtype=torch.float64, device=device)
     cell_t = torch.tensor(cell, dtype=torch.float64, device=device)
     i, j, shifts = neighbor_pairs(positions_t, cell_t, [bool(p) for p in pbc], cutoff)

@@ -12,13 +12,13 @@ A change of the cell, the periodicity, the species or the number of atoms rebuil
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import ase
 import numpy as np
 import torch
 
 from .. import keys
+from ..hyperparameters import check_skin
 from .graph import AtomicGraph, graph_from_atoms
 
 
@@ -37,10 +37,8 @@ class VerletGraphs:
     """
 
     def __init__(self, cutoff: float, skin: float = 1.0, *, dtype=torch.float64, device="cpu"):
-        if not (isinstance(skin, (int, float)) and math.isfinite(skin) and skin >= 0):
-            raise ValueError(f"skin must be a finite length >= 0 Å, got {skin!r}")
         self.cutoff = float(cutoff)
-        self.skin = float(skin)
+        self.skin = check_skin(skin)
         self.dtype = dtype
         self.device = torch.device(device)
         self.builds = 0

@@ -17,7 +17,6 @@ Python loop over structures (except for the Ewald method) and no host sync.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import numpy as np
@@ -239,9 +238,7 @@ class Electrostatics(torch.nn.Module):
             :meth:`~.plan.CoulombPlan.restricted`).
         """
         validate_inputs(positions, cell, pbc, torch.zeros_like(positions[:, 0]), batch)
-        if not (isinstance(skin, (int, float)) and math.isfinite(skin) and skin >= 0):
-            raise ValueError(f"skin must be a finite length >= 0 Å, got {skin!r}")
-        return build_plan(self, positions, cell, pbc, batch, skin=float(skin))
+        return build_plan(self, positions, cell, pbc, batch, skin=hp.check_skin(skin))
 
     def forward(
         self,
@@ -285,6 +282,13 @@ class Electrostatics(torch.nn.Module):
             plan = build_plan(self, positions, cell, pbc, batch)
         else:
             validate_shapes(positions, cell, pbc, charges, batch)
+            if not isinstance(plan, CoulombPlan):
+                raise TypeError(f"plan must be a CoulombPlan, got {type(plan).__name__}")
+            if plan.pair_shifts.dtype != positions.dtype:
+                raise TypeError(
+                    f"plan holds {plan.pair_shifts.dtype} values but positions are "
+                    f"{positions.dtype}: convert it with plan.to(dtype=...)"
+                )
             if plan.settings != self.settings or plan.num_graphs != cell.shape[0]:
                 raise ValueError(
                     "plan was built for other settings or another batch: "

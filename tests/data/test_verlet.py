@@ -60,3 +60,14 @@ def test_a_new_cell_or_species_rebuilds():
 def test_skin_must_be_a_length(bad):
     with pytest.raises(ValueError, match="skin must be a finite length >= 0"):
         VerletGraphs(SMALL_CUTOFF, skin=bad)
+
+
+def test_graph_device_and_calculator_skin_are_checked():
+    from hybridpot.data import graph_from_atoms as build
+
+    atoms = random_structure(seed=3, n=4)
+    with pytest.raises(ValueError, match="device"):
+        build(atoms, SMALL_CUTOFF, device="gpu")
+    model = hybridpot.build_model(small_model_config())
+    with pytest.raises(ValueError, match="skin must be a finite length >= 0"):
+        hybridpot.HybridCalculator(model=model, skin=-0.5)

@@ -185,3 +185,14 @@ def test_a_plan_of_other_settings_or_batch_is_refused():
     one = _tensors(structures[:1], torch.float64)
     with pytest.raises(ValueError, match="plan was built for other settings or another batch"):
         Electrostatics(accuracy=1e-4)(*one, plan=plan)
+
+
+def test_a_plan_of_another_type_or_dtype_is_refused():
+    structures = _structures()
+    positions, cell, pbc, charges, batch = _tensors(structures, torch.float64)
+    module = Electrostatics(accuracy=1e-4)
+    with pytest.raises(TypeError, match="plan must be a CoulombPlan, got dict"):
+        module(positions, cell, pbc, charges, batch, plan={})
+    plan32 = module.plan(positions.float(), cell.float(), pbc, batch)
+    with pytest.raises(TypeError, match="plan holds torch.float32 values but positions are"):
+        module(positions, cell, pbc, charges, batch, plan=plan32)
