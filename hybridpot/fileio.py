@@ -82,6 +82,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
+def require_file(path, what: str, error: type[Exception] | None = None) -> Path:
+    """``path`` as a Path, if it is an existing file (the one check of every input file).
+
+    Args:
+        path: a path.
+        what: how to name it, e.g. ``"model file"`` or ``"config key 'data.train': file"``.
+        error: exception class for both problems (e.g. a config error); default
+            ValueError for a folder and FileNotFoundError for a missing file.
+
+    Raises:
+        ValueError (or ``error``): ``path`` is a folder.
+        FileNotFoundError (or ``error``): nothing is at ``path``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise (error or ValueError)(f"{what} {str(path)!r} is a folder, not a file")
+    if not path.is_file():
+        raise (error or FileNotFoundError)(f"{what} {str(path)!r} does not exist")
+    return path
+
+
 def load_weights_only(path: str | os.PathLike, what: str) -> object:
     """``torch.load(path, weights_only=True)`` with errors that say what went wrong.
 
@@ -95,11 +116,7 @@ def load_weights_only(path: str | os.PathLike, what: str) -> object:
             (refused: loading them could run code), or it is truncated or not a torch
             file at all.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{what} {str(path)!r} is a folder, not a file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    path = require_file(path, what)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .. import keys
 from ..derivatives import voigt_to_matrix
-from ..fileio import atomic_save, load_weights_only
+from ..fileio import atomic_save, load_weights_only, require_file
 
 # Only the label keys and their defaults (a light module: no torch, no trainer).
 from ..train.config import DataConfig
@@ -125,11 +125,7 @@ def read_structures(path: str | os.PathLike, format: str | None = None) -> list[
         FileNotFoundError: ``path`` does not exist.
         ValueError: ASE cannot read it, or it holds no structure.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"structure file {str(path)!r} is a folder, not a file")
-    if not path.is_file():
-        raise FileNotFoundError(f"structure file {str(path)!r} does not exist")
+    path = require_file(path, "structure file")
     try:
         images = ase.io.read(path, ":", format=format)
     except Exception as error:  # ASE raises many kinds for unreadable files

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from .. import keys
+from ..fileio import require_file
 from .schema import ConfigError, UnknownKeyError, build_dataclass
 
 
@@ -358,10 +359,8 @@ def check_files(config: TrainConfig) -> None:
     """Raise :class:`ConfigError` naming the first data file that does not exist."""
     for key in ("train", "valid", "test"):
         path = getattr(config.data, key)
-        if path is not None and Path(path).is_dir():
-            raise ConfigError(f"config key 'data.{key}': {path!r} is a folder, not a file")
-        if path is not None and not Path(path).is_file():
-            raise ConfigError(f"config key 'data.{key}': file {path!r} does not exist")
+        if path is not None:
+            require_file(path, f"config key 'data.{key}': file", ConfigError)
 
 
 def config_from_dict(values: dict, *, check_paths: bool = True) -> TrainConfig:
@@ -386,11 +385,7 @@ def config_from_dict(values: dict, *, check_paths: bool = True) -> TrainConfig:
 # ----------------------------------------------------------------------------- YAML, overrides
 def read_yaml(path: str | os.PathLike) -> dict:
     """The mapping in YAML file ``path`` (an empty file is an empty mapping)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"config file {str(path)!r} is a folder, not a file")
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+    path = require_file(path, "config file", ConfigError)
     try:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
