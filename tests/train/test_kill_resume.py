@@ -25,7 +25,10 @@ from hybridpot.train.synthetic import toy_nacl_structures
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 6
+# Enough epochs that a kill "at a random moment" (up to 0.5 s after a checkpoint) always
+# lands before the end: an epoch of this toy run takes ~0.05-0.2 s, and with 6 epochs a
+# fast machine finished the whole run inside the random wait.
+EPOCHS = 40
 
 # Runs the CLI in-process; with HYBRIDPOT_TEST_SLOW_WRITE set, every checkpoint write
 # writes half of its bytes to the temporary file and then waits, so that the test can
@@ -124,7 +127,7 @@ def test_sigkill_during_epochs_and_checkpoint_writes_resumes(run_dir):
     # 1. Killed during an epoch, a random moment after the first checkpoint.
     process = _start(run_dir)
     _wait_for(checkpoint.is_file, process)
-    time.sleep(rng.uniform(0.0, 1.0))
+    time.sleep(rng.uniform(0.0, 0.5))
     _kill(process)
     done = _epochs_on_disk(out)
     assert 1 <= done < EPOCHS
@@ -148,7 +151,7 @@ def test_sigkill_during_epochs_and_checkpoint_writes_resumes(run_dir):
     process = _start(run_dir, "--resume")
     before = checkpoint.stat().st_mtime_ns
     _wait_for(lambda: checkpoint.stat().st_mtime_ns != before, process)
-    time.sleep(rng.uniform(0.0, 1.0))
+    time.sleep(rng.uniform(0.0, 0.5))
     _kill(process)
     resumed = _epochs_on_disk(out)
     assert done < resumed <= EPOCHS
