@@ -46,6 +46,9 @@ def pair_kernel(r: torch.Tensor, sigma_q: float, inv_width: torch.Tensor) -> tor
     """
     if sigma_q == 0:
         return torch.erfc(r * inv_width) / r
+    # Written without module-level constants so that TorchScript compiles it (the
+    # exported model, hybridpot.electrostatics.scriptable, calls this very function).
+    two_over_sqrt_pi = 2.0 / math.sqrt(math.pi)
     inv_a = 1.0 / (2.0 * sigma_q)  # the larger inverse width (s > sqrt2 sigma_q)
     small = r < 1e-3 / inv_a
     r_safe = torch.where(small, torch.full_like(r, 1.0 / inv_a), r)
@@ -54,7 +57,7 @@ def pair_kernel(r: torch.Tensor, sigma_q: float, inv_width: torch.Tensor) -> tor
     d1 = inv_a - inv_width
     d3 = inv_a**3 - inv_width**3
     d5 = inv_a**5 - inv_width**5
-    series = _TWO_OVER_SQRT_PI * (d1 - r2 * d3 / 3.0 + r2 * r2 * d5 / 10.0)
+    series = two_over_sqrt_pi * (d1 - r2 * d3 / 3.0 + r2 * r2 * d5 / 10.0)
     exact = (torch.erfc(r_safe * inv_width) - torch.erfc(r_safe * inv_a)) / r_safe
     return torch.where(small, series, exact)
 

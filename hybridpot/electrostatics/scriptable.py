@@ -1,0 +1,518 @@
+"""A TorchScript Coulomb sum of one structure, for the exported model (no host plan).
+
+:class:`~hybridpot.electrostatics.Electrostatics` plans each batch on the host (Python
+tuning, vesin pair lists, mesh groups) and runs custom autograd Functions; none of that
+compiles to TorchScript. :class:`ScriptableCoulomb` computes the SAME energy for one
+structure inside a TorchScript module, with plain autograd (forces, stress and dE/dq by
+the engine's differentiation of the energy):
+
+- the numerical parameters are chosen by the same formulas (``tuning.choose_parameters``,
+  ``slab.choose_gap``, the same constants, read from those modules when the model is
+  exported), evaluated in float64 from the structure's volume and atom count, so the
+  exported model picks exactly the smearing, real-space cutoff, mesh and slab gap that
+  the Python model picks;
+- the real-space pairs are found by a brute-force search over the periodic images that
+  can reach the cutoff (O(N^2) per image; fine up to a few thousand atoms);
+- the mesh sum is the chain of :mod:`.mesh_potential` (assign, FFT, filter, inverse FFT,
+  interpolate) with torch-pme's interpolation polynomials (:class:`.mesh.PolynomialWeights`,
+  the coefficient matrix stored as a buffer), differentiated by autograd;
+- self, background and slab terms as in :mod:`.batched` and :mod:`.potential`.
+
+Methods: PME and P3M for periodic cells and slabs, the direct sum for molecules. The
+Ewald method is not exported (its k-cutoff needs ``scipy.special.erfcinv``).
+Tested equal to the Python model to 1e-8 in ``tests/deploy``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import torch
+
+from ..keys import COULOMB_CONSTANT
+from . import slab as slab_rules
+from . import tuning
+from .mesh import PolynomialWeights
+from .plan import COINCIDENT_DISTANCE
+from .potential import pair_kernel
+
+#: Rows of atoms compared at once in the brute-force pair search (memory ~ rows x N x 3).
+PAIR_SEARCH_ROWS = 1024
+
+
+def _inverse3(m: torch.Tensor) -> torch.Tensor:
+    """(3, 3) inverse by the adjugate (as ``data.segments.inverse3``)."""
+    a, b, c = m[0], m[1], m[2]
+    bc = torch.linalg.cross(b, c, dim=-1)
+    ca = torch.linalg.cross(c, a, dim=-1)
+    ab = torch.linalg.cross(a, b, dim=-1)
+    det = (a * bc).sum(-1)
+    return torch.stack([bc, ca, ab], dim=-1) / det
+
+
+def _determinant3(m: torch.Tensor) -> torch.Tensor:
+    return (m[0] * torch.linalg.cross(m[1], m[2], dim=-1)).sum(-1)
+
+
+def _fft_size(n: int) -> int:
+    """Smallest integer >= n whose prime factors are 2, 3, 5 (``tuning.fft_size``)."""
+    m = max(n, 1)
+    k = 0
+    while k != 1:
+        k = m
+        for p in [2, 3, 5]:
+            while k % p == 0:
+                k = k // p
+        m += 1
+    return m - 1
+
+
+class ScriptableCoulomb(torch.nn.Module):
+    """Per-atom Coulomb energies of one structure, in TorchScript.
+
+    Args:
+        sigma_q: Gaussian charge width (Å), >= 0.
+        method: ``"auto"``, ``"pme"``, ``"p3m"`` or ``"direct"`` (an
+            :class:`~hybridpot.electrostatics.Electrostatics`' method).
+        accuracy: target relative RMS force error.
+        overrides: validated parameter overrides (``Electrostatics.overrides``).
+
+    Raises:
+        ValueError: ``method`` is ``"ewald"`` (not exportable).
+    """
+
+    def __init__(self, sigma_q: float, method: str, accuracy: float, overrides: dict):
+        super().__init__()
+        periodic = "pme" if method in ("auto", "direct") else method
+        if periodic not in ("pme", "p3m"):
+            raise ValueError(
+                f"coulomb_method {method!r} cannot be exported: use 'auto', 'pme', 'p3m' "
+                "or 'direct' (the Ewald k-cutoff needs scipy at run time)"
+            )
+        self.sigma_q = float(sigma_q)
+        self.accuracy = float(accuracy)
+        self.only_direct = method == "direct"
+        self.p3m = periodic == "p3m"
+        nodes = int(overrides.get("interpolation_nodes", tuning.DEFAULT_NODES[periodic]))
+        self.nodes = nodes
+        c, e, a = tuning.MESH_ERROR[periodic][nodes]
+        self.mesh_c, self.mesh_e, self.mesh_a = float(c), float(e), float(a)
+        # -1 marks "not overridden" (TorchScript has no Optional floats in attributes).
+        self.fixed_smearing = float(overrides.get("smearing", -1.0))
+        self.fixed_cutoff = float(overrides.get("real_space_cutoff", -1.0))
+        self.fixed_spacing = float(overrides.get("mesh_spacing", -1.0))
+        self.fixed_gap = float(overrides.get("slab_gap", -1.0))
+        # The constants of the parameter choice, read from the modules that define them.
+        self.force_fraction = float(tuning.FORCE_FRACTION)
+        self.safety = float(tuning.SAFETY)
+        self.cost_balance = float(tuning.COST_BALANCE)
+        self.sigma_margin = float(tuning.SIGMA_MARGIN)
+        self.real_space_margin = float(tuning.REAL_SPACE_MARGIN)
+        self.max_mesh_points = int(tuning.MAX_MESH_POINTS)
+        self.gap_constant = float(slab_rules.GAP_CONSTANT)
+        self.thickness_quantum = float(slab_rules.THICKNESS_QUANTUM)
+        self.orthogonality_tolerance = float(slab_rules.ORTHOGONALITY_TOLERANCE)
+        self.coincident = float(COINCIDENT_DISTANCE)
+        self.coulomb_constant = float(COULOMB_CONSTANT)
+        self.float32_floor = 3e-5  # Electrostatics.FLOAT32_ACCURACY_FLOOR
+        self.search_rows = int(PAIR_SEARCH_ROWS)
+        weights = PolynomialWeights("Lagrange" if periodic == "pme" else "P3M", nodes)
+        self.register_buffer("weight_coefficients", weights._coefficients.clone())
+
+    # ------------------------------------------------------------ parameter choice
+    def _error_target(self, d: float) -> float:
+        factor = 1.0
+        if self.sigma_q > 0:
+            x = d / (2.0 * self.sigma_q)
+            factor = math.erf(x) - 2.0 * x * math.exp(-x * x) / math.sqrt(math.pi)
+        return self.accuracy * (self.force_fraction * factor) / self.safety
+
+    def _cutoff_ratio(self, d: float, cutoff: float, target: float) -> float:
+        real_target = target / self.real_space_margin
+        log_term = math.log(max(2.0 * math.sqrt(d / cutoff) / real_target, 1.0 + 1e-12))
+        return math.sqrt(2.0 * log_term)
+
+    def _mesh_ratio(self, d: float, smearing: float, target: float) -> float:
+        return (target / (self.mesh_c * (d / smearing) ** self.mesh_a)) ** (1.0 / self.mesh_e)
+
+    def choose_parameters(self, volume: float, n_atoms: int) -> Tuple[float, float, float]:
+        """(smearing, real-space cutoff, mesh spacing) in Å: ``tuning.choose_parameters``."""
+        d = (volume / n_atoms) ** (1.0 / 3.0)
+        target = self._error_target(d)
+        s_min = math.sqrt(2.0) * self.sigma_q
+        smearing = self.fixed_smearing
+        cutoff = self.fixed_cutoff
+        if smearing > 0 and smearing <= s_min:
+            raise ValueError("smearing must be > sqrt(2) * sigma_q")
+        if cutoff < 0:
+            density_cutoff = 3.0 * d
+            for _ in range(3):
+                x_r = self._cutoff_ratio(d, density_cutoff, target)
+                x_k = self._mesh_ratio(d, density_cutoff / x_r, target)
+                density_cutoff = self.cost_balance * d * math.sqrt(x_r / x_k)
+            if smearing > 0:
+                cutoff = smearing * self._cutoff_ratio(d, density_cutoff, target)
+                cutoff = smearing * self._cutoff_ratio(d, cutoff, target)
+            else:
+                cutoff = density_cutoff
+                ratio = self._cutoff_ratio(d, cutoff, target)
+                smearing = cutoff / ratio
+                if smearing < self.sigma_margin * s_min:
+                    smearing = self.sigma_margin * s_min
+                    cutoff = smearing * ratio
+        elif smearing < 0:
+            smearing = cutoff / self._cutoff_ratio(d, cutoff, target)
+            if smearing <= s_min:
+                raise ValueError(
+                    "real_space_cutoff is too short for the Gaussian charges at this accuracy"
+                )
+        spacing = self.fixed_spacing
+        if spacing < 0:
+            spacing = smearing * self._mesh_ratio(d, smearing, target)
+        return smearing, cutoff, spacing
+
+    def mesh_shape(self, lengths: List[float], spacing: float) -> List[int]:
+        """Mesh points along three rows of lengths ``lengths`` (``mesh_shape``)."""
+        shape: List[int] = []
+        for length in lengths:
+            shape.append(_fft_size(max(int(math.ceil(length / spacing)), self.nodes)))
+        if shape[0] * shape[1] * shape[2] > self.max_mesh_points:
+            raise ValueError("the mesh would exceed MAX_MESH_POINTS; loosen coulomb_accuracy")
+        return shape
+
+    # ------------------------------------------------------------------ pairs
+    def pairs(
+        self, points: torch.Tensor, box: torch.Tensor, periodic: List[bool], cutoff: float
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every ordered pair (i, j, S) with |r_j - r_i + S @ box| < cutoff, i != j or
+        S != 0 (a full list), by brute force over the images that can reach the cutoff.
+
+        Args:
+            points: (N, 3) float64 Å, values only. box: (3, 3) float64 Å.
+            periodic: three bools. cutoff: Å.
+
+        Returns:
+            i (P,), j (P,) int64 and the integer shifts (P, 3) float64.
+        """
+        n = points.shape[0]
+        inverse = _inverse3(box)
+        flags = torch.tensor(periodic, device=points.device)
+        # Wrap into the cell along the periodic axes; remember by how many cells.
+        wraps = torch.where(flags, torch.floor(points @ inverse), torch.zeros_like(points))
+        wrapped = points - wraps @ box
+        reach: List[int] = []
+        for a in range(3):
+            if periodic[a]:
+                spacing = 1.0 / float(torch.linalg.norm(inverse[:, a]))
+                reach.append(int(math.ceil(cutoff / spacing)) + 1)
+            else:
+                reach.append(0)
+        found_i: List[torch.Tensor] = []
+        found_j: List[torch.Tensor] = []
+        found_s: List[torch.Tensor] = []
+        cutoff2 = cutoff * cutoff
+        for sa in range(-reach[0], reach[0] + 1):
+            for sb in range(-reach[1], reach[1] + 1):
+                for sc in range(-reach[2], reach[2] + 1):
+                    shift = torch.tensor(
+                        [float(sa), float(sb), float(sc)], dtype=points.dtype,
+                        device=points.device,
+                    )
+                    offset = shift @ box
+                    same = sa == 0 and sb == 0 and sc == 0
+                    for start in range(0, n, self.search_rows):
+                        rows = wrapped[start : start + self.search_rows]
+                        vectors = wrapped[None, :, :] - rows[:, None, :] + offset
+                        close = (vectors * vectors).sum(-1) < cutoff2
+                        if same:
+                            ii = torch.arange(rows.shape[0], device=points.device)
+                            close[ii, ii + start] = False
+                        hits = torch.nonzero(close)
+                        if hits.shape[0] > 0:
+                            i = hits[:, 0] + start
+                            j = hits[:, 1]
+                            found_i.append(i)
+                            found_j.append(j)
+                            # r_j - r_i + S @ box with the unwrapped positions
+                            found_s.append(shift[None, :] - wraps[j] + wraps[i])
+        if len(found_i) == 0:
+            empty = torch.zeros(0, dtype=torch.int64, device=points.device)
+            return empty, empty, torch.zeros((0, 3), dtype=points.dtype, device=points.device)
+        return torch.cat(found_i), torch.cat(found_j), torch.cat(found_s)
+
+    def _reject_coincident(self, distances: torch.Tensor):
+        if self.sigma_q == 0 and distances.numel() > 0:
+            if bool((distances < self.coincident).any()):
+                raise ValueError(
+                    "positions: two atoms coincide; point charges (sigma_q = 0) at the "
+                    "same place have infinite energy"
+                )
+
+    # ------------------------------------------------------------------ terms
+    def _direct(self, positions: torch.Tensor, charges: torch.Tensor) -> torch.Tensor:
+        """Molecule: all pairs i < j, the whole kernel erf(r / (2 sigma_q)) / r."""
+        n = positions.shape[0]
+        ij = torch.triu_indices(n, n, offset=1, device=positions.device)
+        i, j = ij[0], ij[1]
+        r = torch.linalg.norm(positions[j] - positions[i], dim=1)
+        self._reject_coincident(r.detach())
+        kernel = pair_kernel(r, self.sigma_q, torch.zeros_like(r))
+        half = 0.5 * self.coulomb_constant * charges[i] * charges[j] * kernel
+        return torch.zeros_like(charges).index_add(0, i, half).index_add(0, j, half)
+
+    def _real_space(
+        self,
+        positions: torch.Tensor,
+        box: torch.Tensor,
+        charges: torch.Tensor,
+        periodic: List[bool],
+        cutoff: float,
+        smearing: float,
+    ) -> torch.Tensor:
+        """Half of k_e q_i q_j f(r_ij) over every listed (ordered) pair, to atom i."""
+        i, j, shifts = self.pairs(
+            positions.detach().to(torch.float64), box.detach().to(torch.float64), periodic,
+            cutoff,
+        )
+        shifts = shifts.to(positions.dtype)
+        vectors = positions.index_select(0, j) - positions.index_select(0, i) + shifts @ box
+        r = torch.linalg.norm(vectors, dim=1)
+        self._reject_coincident(r.detach())
+        inv_width = torch.full_like(r, 1.0 / (math.sqrt(2.0) * smearing))
+        kernel = pair_kernel(r, self.sigma_q, inv_width)
+        half = 0.5 * self.coulomb_constant * charges.index_select(0, i) * charges.index_select(0, j)
+        return torch.zeros_like(charges).index_add(0, i, half * kernel)
+
+    def _weights(self, offsets: torch.Tensor) -> torch.Tensor:
+        """(p, N, 3) interpolation weights by Horner's rule (``mesh.PolynomialWeights``)."""
+        c = self.weight_coefficients.to(offsets.dtype)
+        x = offsets[..., None]
+        acc = c[:, -1].expand(offsets.shape[0], 3, self.nodes)
+        for m in range(self.nodes - 2, -1, -1):
+            acc = acc * x + c[:, m]
+        return acc.permute(2, 0, 1)
+
+    def _filter(self, cell: torch.Tensor, shape: List[int], smearing: float) -> torch.Tensor:
+        """(1, nx, ny, nz // 2 + 1) k-space filter (``batched.mesh_filters``)."""
+        nx, ny, nz = shape[0], shape[1], shape[2]
+        dtype, device = cell.dtype, cell.device
+        freqs = [
+            torch.fft.fftfreq(nx, dtype=dtype, device=device) * nx,
+            torch.fft.fftfreq(ny, dtype=dtype, device=device) * ny,
+            torch.fft.rfftfreq(nz, dtype=dtype, device=device) * nz,
+        ]
+        grids = torch.meshgrid(freqs, indexing="ij")
+        m = torch.stack(grids, dim=-1)
+        reciprocal = 2.0 * math.pi * _inverse3(cell).transpose(-1, -2)
+        k = torch.einsum("xyzi,ij->xyzj", m, reciprocal)
+        k_sq = (k * k).sum(-1)
+        zero = k_sq == 0
+        masked = torch.where(zero, torch.ones_like(k_sq), k_sq)
+        kernel = torch.where(
+            zero,
+            torch.zeros_like(k_sq),
+            self.coulomb_constant * 4.0 * math.pi
+            * torch.exp(-0.5 * (smearing * smearing) * masked) / masked,
+        )
+        if self.p3m:
+            phase = torch.stack([m[..., a] / shape[a] for a in range(3)], dim=-1)
+            u2 = torch.prod(torch.sinc(phase), dim=-1) ** (2 * self.nodes)
+            ok = u2 != 0
+            influence = torch.where(ok, 1.0 / torch.where(ok, u2, torch.ones_like(u2)),
+                                    torch.zeros_like(u2))
+            kernel = kernel * influence
+        return kernel[None]
+
+    def _mesh(
+        self,
+        positions: torch.Tensor,
+        cell: torch.Tensor,
+        charges: torch.Tensor,
+        shape: List[int],
+        smearing: float,
+    ) -> torch.Tensor:
+        """q_i times the long-range potential (k-space minus self and background) / 2."""
+        nodes = self.nodes
+        fractional = positions @ _inverse3(cell)
+        scaled = torch.stack([fractional[:, a] * shape[a] for a in range(3)], dim=1)
+        if nodes % 2 == 0:
+            nearest = torch.floor(scaled.detach())
+            offsets = scaled - (nearest + 0.5)
+        else:
+            nearest = torch.round(scaled.detach())
+            offsets = scaled - nearest
+        w = self._weights(offsets)
+        wx, wy, wz = w[:, :, 0].T, w[:, :, 1].T, w[:, :, 2].T
+        first = 1 - (nodes + 1) // 2
+        steps = torch.arange(first, first + nodes, device=positions.device)
+        index = nearest.long()[:, :, None] + steps
+        ix, iy, iz = index[:, 0] % shape[0], index[:, 1] % shape[1], index[:, 2] % shape[2]
+        plane = (ix * shape[1])[:, :, None] + iy[:, None, :]
+        plane = plane * shape[2]
+        flat = plane[:, :, :, None] + iz[:, None, None, :]
+        # assign the charges to the mesh
+        weights = (charges[:, None] * wx)[:, :, None, None] * wy[:, None, :, None]
+        weights = weights * wz[:, None, None, :]
+        size = shape[0] * shape[1] * shape[2]
+        rho = torch.zeros(size, dtype=charges.dtype, device=charges.device)
+        rho = rho.index_add(0, flat.reshape(-1), weights.reshape(-1))
+        rho = rho.reshape(1, shape[0], shape[1], shape[2])
+        # convolve with the filter (torch-pme's normalisation)
+        spectrum = torch.fft.rfftn(rho, dim=(-3, -2, -1), norm="backward")
+        kfilter = self._filter(cell, shape, smearing)
+        psi = torch.fft.irfftn(
+            spectrum * kfilter, s=[shape[0], shape[1], shape[2]], dim=(-3, -2, -1),
+            norm="forward",
+        )
+        # back-interpolate to the atoms
+        values = psi.reshape(-1).index_select(0, flat.reshape(-1)).reshape(flat.shape)
+        a = torch.einsum("nijk,nk->nij", values, wz)
+        b = torch.einsum("nij,nj->ni", a, wy)
+        phi = (b * wx).sum(1)
+        volume = _determinant3(cell).abs()
+        total = charges.sum()
+        self_term = self.coulomb_constant * math.sqrt(2.0 / math.pi) / smearing
+        background = self.coulomb_constant * math.pi * (
+            smearing * smearing - 2.0 * self.sigma_q * self.sigma_q
+        )
+        potential = 0.5 * (phi / volume - charges * self_term - 2.0 * background * total / volume)
+        return charges * potential
+
+    def _slab_correction(
+        self,
+        positions: torch.Tensor,
+        internal: torch.Tensor,
+        charges: torch.Tensor,
+        axis: int,
+        length: float,
+        origin: float,
+    ) -> torch.Tensor:
+        """Per-atom Yeh-Berkowitz/Ballenegger correction (``batched.slab_corrections``)."""
+        normal = internal[axis] / length
+        volume = _determinant3(internal).abs()
+        z = (positions * normal).sum(-1) - origin
+        total = charges.sum()
+        dipole = (charges * z).sum()
+        second = (charges * z * z).sum()
+        bracket = 2.0 * z * dipole - second - total * z * z - total * length * length / 6.0
+        bracket = bracket - 2.0 * total * self.sigma_q * self.sigma_q
+        return self.coulomb_constant * math.pi / volume * charges * bracket
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
+        charges: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-atom Coulomb energies (N,) eV of one structure.
+
+        Args:
+            positions: (N, 3) Å. cell: (3, 3) Å, rows are lattice vectors. pbc: (3,)
+            bool. charges: (N,) e. Gradients flow to all three float inputs.
+        """
+        if positions.dtype == torch.float32 and self.accuracy < self.float32_floor:
+            energies = self._energies(positions.double(), cell.double(), pbc, charges.double())
+            return energies.to(torch.float32)
+        return self._energies(positions, cell, pbc, charges)
+
+    def _energies(
+        self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
+        charges: torch.Tensor,
+    ) -> torch.Tensor:
+        n = positions.shape[0]
+        periodic: List[bool] = [bool(pbc[0]), bool(pbc[1]), bool(pbc[2])]
+        n_periodic = int(periodic[0]) + int(periodic[1]) + int(periodic[2])
+        if n_periodic == 0 or n == 0:
+            if n == 0:
+                return torch.zeros_like(charges)
+            return self._direct(positions, charges)
+        if self.only_direct:
+            raise ValueError("coulomb_method 'direct' is only for non-periodic structures")
+        if n_periodic == 1:
+            raise ValueError(
+                "pbc with one periodic axis is not supported: use three (bulk), two (slab) "
+                "or none (molecule)"
+            )
+        host = cell.detach().to(torch.float64)
+        lengths = torch.linalg.norm(host, dim=1)
+        if n_periodic == 3:
+            volume = float(_determinant3(host).abs())
+            if not volume > 1e-10 * float(torch.prod(lengths)):
+                raise ValueError("the periodic cell is singular")
+            smearing, cutoff, spacing = self.choose_parameters(volume, n)
+            energies = self._real_space(positions, cell, charges, periodic, cutoff, smearing)
+            shape = self.mesh_shape(
+                [float(lengths[0]), float(lengths[1]), float(lengths[2])], spacing
+            )
+            return energies + self._mesh(positions, cell, charges, shape, smearing)
+
+        # --- slab: exactly one non-periodic axis (hybridpot.electrostatics.slab) ---
+        axis = 0
+        for a in range(3):
+            if not periodic[a]:
+                axis = a
+        rows: List[int] = []
+        for a in range(3):
+            if a != axis:
+                rows.append(a)
+        a1, a2, a3 = host[rows[0]], host[rows[1]], host[axis]
+        n1, n2, n3 = float(torch.linalg.norm(a1)), float(torch.linalg.norm(a2)), float(
+            torch.linalg.norm(a3))
+        cross = torch.linalg.cross(a1, a2, dim=-1)
+        area = float(torch.linalg.norm(cross))
+        if n1 == 0 or n2 == 0 or not area > 1e-10 * n1 * n2:
+            raise ValueError("cell: the two periodic rows of a slab must span a plane")
+        if n3 > 0:
+            cos = max(abs(float(a3 @ a1)) / (n3 * n1), abs(float(a3 @ a2)) / (n3 * n2))
+            if cos > self.orthogonality_tolerance:
+                raise ValueError(
+                    "cell: the non-periodic row of a slab must be orthogonal to the periodic "
+                    "rows (or zero)"
+                )
+        normal_host = cross / area
+        points = positions.detach().to(torch.float64)
+        z = points @ normal_host
+        thickness = math.ceil(float(z.max() - z.min()) / self.thickness_quantum) * (
+            self.thickness_quantum)
+        d = max((area * thickness / n) ** (1.0 / 3.0), math.sqrt(area / n))
+        smearing, cutoff, spacing = self.choose_parameters(n * d**3, n)
+        gap = self.fixed_gap
+        if gap < 0:
+            k_min = 2.0 * math.pi * self._shortest_plane_vector(a1, a2) / area
+            target = self._error_target(d)
+            ratio = self.gap_constant * math.sqrt(n) * d**2 / (area * target)
+            gap = max(cutoff, math.log(max(ratio, 1.0)) / k_min)
+        elif gap < cutoff:
+            raise ValueError("slab_gap must be >= the real-space cutoff")
+        length = thickness + gap
+        origin = float(z.min())
+        # internal 3D cell: the vacuum row replaced by n L (differentiable in the cell)
+        first = min((axis + 1) % 3, (axis + 2) % 3)
+        second = max((axis + 1) % 3, (axis + 2) % 3)
+        normal_cross = torch.linalg.cross(cell[first], cell[second], dim=-1)
+        normal = normal_cross / torch.linalg.norm(normal_cross)
+        is_axis = (torch.arange(3, device=cell.device) == axis).to(cell.dtype)[:, None]
+        internal = cell * (1.0 - is_axis) + (normal * length)[None, :] * is_axis
+        internal_host = host.clone()
+        internal_host[axis] = normal_host * length
+        energies = self._real_space(positions, internal, charges, periodic, cutoff, smearing)
+        internal_lengths = torch.linalg.norm(internal_host, dim=1)
+        shape = self.mesh_shape(
+            [float(internal_lengths[0]), float(internal_lengths[1]), float(internal_lengths[2])],
+            spacing,
+        )
+        energies = energies + self._mesh(positions, internal, charges, shape, smearing)
+        return energies + self._slab_correction(positions, internal, charges, axis, length,
+                                                origin)
+
+    def _shortest_plane_vector(self, a1: torch.Tensor, a2: torch.Tensor) -> float:
+        """Shortest lattice vector of the 2D lattice (a1, a2) (``slab.shortest_plane_vector``)."""
+        u, v = a1.clone(), a2.clone()
+        for _ in range(100):
+            if float(u @ u) > float(v @ v):
+                u, v = v, u
+            m = float(torch.round(torch.tensor(float(u @ v) / float(u @ u))))
+            if m == 0:
+                break
+            v = v - m * u
+        return min(float(torch.linalg.norm(u)), float(torch.linalg.norm(v)))
