@@ -361,8 +361,11 @@ class ScriptableCoulomb(torch.nn.Module):
         # convolve with the filter (torch-pme's normalisation)
         spectrum = torch.fft.rfftn(rho, dim=(-3, -2, -1), norm="backward")
         kfilter = self._filter(cell, shape, smearing)
+        # complex spectrum times the real filter, written on the real and imaginary parts:
+        # TorchScript's autodiff does not take the real part of a complex gradient
+        filtered = torch.view_as_complex(torch.view_as_real(spectrum) * kfilter[..., None])
         psi = torch.fft.irfftn(
-            spectrum * kfilter, s=[shape[0], shape[1], shape[2]], dim=(-3, -2, -1),
+            filtered, s=[shape[0], shape[1], shape[2]], dim=(-3, -2, -1),
             norm="forward",
         )
         # back-interpolate to the atoms

@@ -1,0 +1,131 @@
+"""The metatomic module of an exported model (see :mod:`hybridpot.model.export`).
+
+No ``from __future__ import annotations`` here: metatomic reads the forward's annotations
+(``List[System]``, ``Dict[str, ModelOutput]``) as real types before TorchScript compiles
+the module. Importing this module needs metatomic-torch (the ``deploy`` extra).
+"""
+
+from typing import Dict, List, Optional
+
+import torch
+from metatensor.torch import Labels, TensorBlock, TensorMap
+from metatomic.torch import ModelOutput, NeighborListOptions, System
+
+from ..electrostatics.scriptable import ScriptableCoulomb
+from ..nn.scriptable import ScriptableNetwork
+from .hybrid import HybridModel
+
+
+class ExportedHybridModel(torch.nn.Module):
+    """metatomic ModelInterface of a :class:`HybridModel` (energy and charges)."""
+
+    def __init__(self, model: HybridModel):
+        super().__init__()
+        self.network = ScriptableNetwork(model.network)
+        electrostatics = model.electrostatics
+        self.has_coulomb = electrostatics is not None
+        self.coulomb = (
+            ScriptableCoulomb(
+                electrostatics.sigma_q,
+                electrostatics.method,
+                electrostatics.accuracy,
+                electrostatics.overrides,
+            )
+            if electrostatics is not None
+            else None
+        )
+        self.cutoff = float(model.cutoff)
+        self.neighbors = NeighborListOptions(
+            cutoff=self.cutoff, full_list=True, strict=True, requestor="hybridpot"
+        )
+
+    def requested_neighbor_lists(self) -> List[NeighborListOptions]:
+        return [self.neighbors]
+
+    def requested_inputs(self) -> Dict[str, ModelOutput]:
+        return {
+            "charge": ModelOutput(quantity="charge", unit="e", sample_kind="system")
+        }
+
+    def forward(
+        self,
+        systems: List[System],
+        outputs: Dict[str, ModelOutput],
+        selected_atoms: Optional[Labels] = None,
+    ) -> Dict[str, TensorMap]:
+        energy_rows: List[torch.Tensor] = []
+        atom_energies: List[torch.Tensor] = []
+        atom_charges: List[torch.Tensor] = []
+        atom_samples: List[torch.Tensor] = []
+        for s, system in enumerate(systems):
+            positions = system.positions
+            n = positions.shape[0]
+            species = self.network.species_index(system.types)
+            neighbors = system.get_neighbor_list(self.neighbors)
+            pairs = neighbors.samples.values
+            edge_index = torch.stack([pairs[:, 0], pairs[:, 1]]).to(torch.int64)
+            vectors = neighbors.values.reshape(-1, 3)
+            total = system.get_data("charge").block().values.reshape(1)
+            batch = torch.zeros(n, dtype=torch.int64, device=positions.device)
+            energies, charges = self.network(
+                species, edge_index, vectors, batch, 1, total.to(positions.dtype)
+            )
+            coulomb = self.coulomb
+            if coulomb is not None:
+                energies = energies + coulomb(positions, system.cell, system.pbc, charges)
+            atoms = torch.arange(n, device=positions.device)
+            if selected_atoms is not None:
+                chosen = selected_atoms.values
+                atoms = chosen[chosen[:, 0] == s][:, 1].to(torch.int64)
+            energies = energies.index_select(0, atoms)
+            energy_rows.append(energies.sum().reshape(1, 1))
+            atom_energies.append(energies.reshape(-1, 1))
+            atom_charges.append(charges.index_select(0, atoms).reshape(-1, 1))
+            atom_samples.append(
+                torch.stack([torch.full_like(atoms, s), atoms], dim=1).to(torch.int32)
+            )
+
+        device = systems[0].positions.device if len(systems) > 0 else torch.device("cpu")
+        per_atom_labels = Labels(
+            ["system", "atom"],
+            torch.cat(atom_samples)
+            if len(atom_samples) > 0
+            else torch.zeros((0, 2), dtype=torch.int32, device=device),
+        )
+        results: Dict[str, TensorMap] = {}
+        if "energy" in outputs:
+            if outputs["energy"].sample_kind == "atom":
+                values = torch.cat(atom_energies)
+                samples = per_atom_labels
+            else:
+                values = torch.cat(energy_rows)
+                samples = Labels(
+                    ["system"],
+                    torch.arange(len(systems), dtype=torch.int32, device=device).reshape(
+                        -1, 1
+                    ),
+                )
+            block = TensorBlock(
+                values=values,
+                samples=samples,
+                components=[],
+                properties=Labels(["energy"], torch.zeros((1, 1), dtype=torch.int32,
+                                                          device=device)),
+            )
+            results["energy"] = TensorMap(
+                Labels(["_"], torch.zeros((1, 1), dtype=torch.int32, device=device)),
+                [block],
+            )
+        if "charge" in outputs:
+            block = TensorBlock(
+                values=torch.cat(atom_charges),
+                samples=per_atom_labels,
+                components=[],
+                properties=Labels(["charge"], torch.zeros((1, 1), dtype=torch.int32,
+                                                          device=device)),
+            )
+            results["charge"] = TensorMap(
+                Labels(["_"], torch.zeros((1, 1), dtype=torch.int32, device=device)),
+                [block],
+            )
+        return results
