@@ -86,6 +86,22 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="describe a saved model")
     info.add_argument("model", help="model file")
 
+    export = sub.add_parser(
+        "export",
+        help="write a self-contained metatomic (TorchScript) file that needs no hybridpot",
+        description="Export a model for ASE, LAMMPS, i-PI, TorchSim ... through metatomic "
+        "(needs the deploy extra: pip install 'hybridpot[deploy]'). See docs/deployment.md.",
+    )
+    export.add_argument("model", help="model file written by hybridpot train")
+    export.add_argument("-o", "--output", required=True, help="exported file to write")
+    export.add_argument(
+        "--dtype", choices=("float64", "float32"), default=None,
+        help="dtype of the exported model (default: the model file's)",
+    )
+    export.add_argument("--name", default="hybridpot model", help="model name in the metadata")
+    export.add_argument("--licence", default=None, help="licence note stored in the metadata")
+    export.add_argument("--author", action="append", default=[], help="author (repeatable)")
+
     demo = sub.add_parser(
         "demo",
         help="generate NaCl reference data, train hybrid and short-range models, compare",
@@ -213,6 +229,29 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .model.export import DEFAULT_LICENCE, export_model
+
+    model = _load_model(args.model)
+    if args.dtype is not None:
+        model = model.to(getattr(torch, args.dtype))
+    try:
+        export_model(
+            model,
+            args.output,
+            name=args.name,
+            licence=args.licence or DEFAULT_LICENCE,
+            authors=args.author,
+        )
+    except ImportError as error:
+        raise UserError(str(error)) from None
+    print(f"wrote {args.output} (metatomic model: load it without hybridpot, see "
+          "docs/deployment.md)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -238,7 +277,13 @@ def _log_warnings_to_stderr() -> None:
         logger.addHandler(handler)
 
 
-_COMMANDS = {"train": _train, "evaluate": _evaluate, "info": _info, "demo": _demo}
+_COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "info": _info,
+    "export": _export,
+    "demo": _demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
