@@ -1,0 +1,160 @@
+"""The exported model (metatomic TorchScript file) equals the Python model.
+
+Fast tests check the two TorchScript twins (network, Coulomb sum) against the eager
+modules on random structures of every periodicity; the slow test exports a model with
+the ``hybridpot export`` command and evaluates the file in a subprocess where
+``import hybridpot`` fails (``run_exported.py``), on a bulk cell, a charged cell, a slab
+and a molecule, then runs a short NVE trajectory with it.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+
+import hybridpot
+from hybridpot import keys
+from hybridpot.data import graph_from_atoms
+from hybridpot.electrostatics import Electrostatics
+from hybridpot.electrostatics.scriptable import ScriptableCoulomb
+from hybridpot.nn.scriptable import ScriptableNetwork
+from hybridpot.testing.network import small_network
+from hybridpot.testing.structures import random_structure, small_model_config
+from hybridpot.testing.tolerances import tolerances
+
+metatomic = pytest.importorskip(
+    "metatomic.torch", reason="metatomic-torch is not installed (pip install hybridpot[deploy])"
+)
+
+TOL = tolerances(torch.float64)
+HERE = Path(__file__).parent
+
+#: bulk, charged bulk, slab (vacuum along z), charged molecule
+STRUCTURES = [
+    dict(seed=1, n=8),
+    dict(seed=2, n=9, charge=1.0),
+    dict(seed=3, n=8, pbc=(True, True, False)),
+    dict(seed=4, n=6, pbc=(False, False, False), charge=-1.0),
+]
+
+
+def _relative(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, dict(charge_projection="weighted", self_connection="linear", product=False)],
+)
+def test_scriptable_network_equals_eager(overrides):
+    network = small_network(**overrides)
+    scripted = torch.jit.script(ScriptableNetwork(network))
+    for options in STRUCTURES:
+        atoms = random_structure(**options)
+        graph = graph_from_atoms(atoms, cutoff=network.cutoff)
+        vectors = graph.edge_vectors(graph.positions, graph.cell)
+        total = torch.tensor([atoms.info["charge"]], dtype=torch.float64)
+        expected = network(graph.numbers, graph.edge_index, vectors, graph.batch, 1, total)
+        species = scripted.species_index(graph.numbers)
+        energies, charges = scripted(species, graph.edge_index, vectors, graph.batch, 1, total)
+        assert _relative(energies.detach(), expected[keys.ENERGIES_SHORT].detach()) < TOL.exact
+        assert _relative(charges.detach(), expected[keys.CHARGES].detach()) < TOL.exact
+
+
+def test_scriptable_network_names_unknown_elements():
+    scripted = torch.jit.script(ScriptableNetwork(small_network()))
+    with pytest.raises(Exception, match="elements that the model does not know"):
+        scripted.species_index(torch.tensor([1, 92]))
+
+
+@pytest.mark.parametrize(
+    "sigma_q, method", [(0.0, "auto"), (0.6, "auto"), (0.0, "p3m"), (0.4, "pme")]
+)
+def test_scriptable_coulomb_equals_electrostatics(sigma_q, method):
+    """Same parameters, same pairs, same mesh: equal to rounding, gradients included."""
+    reference = Electrostatics(sigma_q=sigma_q, method=method, accuracy=1e-6)
+    scripted = torch.jit.script(
+        ScriptableCoulomb(sigma_q, method, reference.accuracy, reference.overrides)
+    )
+    rng = np.random.default_rng(7)
+    for options in STRUCTURES:
+        atoms = random_structure(**options)
+        n = len(atoms)
+        charges = rng.normal(0, 1, n)
+        charges += (atoms.info["charge"] - charges.sum()) / n
+        positions = torch.tensor(atoms.positions, requires_grad=True)
+        cell = torch.tensor(atoms.cell.array, requires_grad=True)
+        pbc = torch.tensor(atoms.pbc)
+        q = torch.tensor(charges, requires_grad=True)
+        expected = reference(positions, cell[None], pbc[None], q, torch.zeros(n, dtype=torch.long))
+        got = scripted(positions, cell, pbc, q)
+        assert _relative(got.detach(), expected.detach()) < TOL.exact
+        inputs = (positions, q) if not atoms.pbc.any() else (positions, cell, q)
+        grads_expected = torch.autograd.grad(expected.sum(), inputs)
+        grads_got = torch.autograd.grad(got.sum(), inputs)
+        for g, e in zip(grads_got, grads_expected):
+            assert _relative(g, e) < TOL.exact
+
+
+def test_export_refuses_what_it_cannot_export(tmp_path):
+    from hybridpot.model.export import export_model
+
+    model = hybridpot.build_model(small_model_config(coulomb_method="ewald"))
+    with pytest.raises(ValueError, match="coulomb_method 'ewald' cannot be exported"):
+        export_model(model, tmp_path / "x.pt")
+    with pytest.raises(TypeError, match="model must be a HybridModel"):
+        export_model(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.slow  # ~40-90 s: TorchScript export, a fresh interpreter, 4 structures + NVE
+def test_exported_file_runs_without_hybridpot(tmp_path):
+    torch.manual_seed(0)
+    model = hybridpot.build_model(small_model_config())
+    model_file = tmp_path / "model.pt"
+    hybridpot.save_model(model, model_file, {"test": "provenance"})
+    exported = tmp_path / "model-deployed.pt"
+    from hybridpot.cli import main
+
+    assert main(["export", str(model_file), "-o", str(exported), "--author", "tester"]) == 0
+
+    frames = [random_structure(**options) for options in STRUCTURES]
+    structures = tmp_path / "structures.extxyz"
+    ase.io.write(structures, frames)
+    frames = ase.io.read(structures, ":")  # what the subprocess reads, digit for digit
+    out = tmp_path / "out.npz"
+    result = subprocess.run(
+        [sys.executable, str(HERE / "run_exported.py"), str(exported), str(structures),
+         str(out), "--nve", "200"],
+        capture_output=True, text=True, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = np.load(out)
+
+    calculator = hybridpot.HybridCalculator(model=model)
+    for k, atoms in enumerate(frames):
+        atoms.calc = calculator
+        energy = atoms.get_potential_energy()
+        assert abs(got["energy"][k] - energy) < TOL.exported * abs(energy)
+        assert _relative(got[f"forces_{k}"], atoms.get_forces()) < TOL.exported
+        assert _relative(got[f"charges_{k}"], calculator.get_property("charges", atoms)) < (
+            TOL.exported
+        )
+        if atoms.pbc.all():
+            assert _relative(got["stress"][k], atoms.get_stress()) < TOL.exported
+
+    # 200 velocity-Verlet steps of 0.5 fs at ~300 K: total energy conserved to a small
+    # fraction of the kinetic energy (k_B T per atom ~ 0.026 eV; measured spread ~1e-5)
+    total = got["nve_total"] / len(frames[0])
+    assert np.isfinite(total).all()
+    assert np.ptp(total) < 1e-3, f"NVE total energy spread {np.ptp(total):.2e} eV/atom"
+
+    metadata = metatomic.load_atomistic_model(str(exported)).metadata()
+    assert metadata.authors == ["tester"]
+    assert "provenance" in metadata.extra["hybridpot.provenance"]
+    assert "licence" in metadata.extra
