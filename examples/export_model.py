@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from _common import add_common_arguments, obtain_model
 from ase.build import bulk
 
@@ -59,7 +60,10 @@ def main() -> None:
     folder = Path(args.output) / "export_model"
     folder.mkdir(parents=True, exist_ok=True)
     deployed = folder / "model-deployed.pt"
-    model = hybridpot.load_model(model_path)
+    # Training writes float32 weights; HybridCalculator evaluates in float64 by default,
+    # so the file is exported in float64 too (hybridpot export --dtype float64) and the
+    # two compute the same function in the same precision.
+    model = hybridpot.load_model(model_path).to(torch.float64)
     hybridpot.export_model(model, deployed, name="NaCl example model")
     print(f"exported {model_path} -> {deployed} ({deployed.stat().st_size / 1e6:.1f} MB)")
 

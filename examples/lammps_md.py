@@ -30,6 +30,7 @@ from pathlib import Path
 
 import ase
 import numpy as np
+import torch
 from _common import add_common_arguments, obtain_model
 from ase.build import bulk
 from ase.filters import FrechetCellFilter
@@ -75,7 +76,7 @@ def main() -> None:
     model_path = obtain_model(args.model, args.output, args.quick)
     folder = Path(args.output) / "lammps_md"
     folder.mkdir(parents=True, exist_ok=True)
-    model = hybridpot.load_model(model_path)
+    model = hybridpot.load_model(model_path).to(torch.float64)  # MD in float64
     python = hybridpot.HybridCalculator(model=model)
     if args.python_model:
         calculator, kind = python, "Python model (HybridCalculator)"

@@ -12,7 +12,8 @@ the engine's differentiation of the energy):
   exported model picks exactly the smearing, real-space cutoff, mesh and slab gap that
   the Python model picks;
 - the real-space pairs are found by a brute-force search over the periodic images that
-  can reach the cutoff (O(N^2) per image; fine up to a few thousand atoms);
+  can reach the cutoff (O(N^2 x images), in passes of ``PAIR_SEARCH_ENTRIES``; fine up
+  to a few thousand atoms);
 - the mesh sum is the chain of :mod:`.mesh_potential` (assign, FFT, filter, inverse FFT,
   interpolate) with torch-pme's interpolation polynomials (:class:`.mesh.PolynomialWeights`,
   the coefficient matrix stored as a buffer), differentiated by autograd;
@@ -37,8 +38,9 @@ from .mesh import PolynomialWeights
 from .plan import COINCIDENT_DISTANCE
 from .potential import pair_kernel
 
-#: Rows of atoms compared at once in the brute-force pair search (memory ~ rows x N x 3).
-PAIR_SEARCH_ROWS = 1024
+#: (atom, atom, image) triples compared at once in the brute-force pair search (memory:
+#: ~32 bytes each for the vectors and the distances).
+PAIR_SEARCH_ENTRIES = 2**21
 
 
 def _inverse3(m: torch.Tensor) -> torch.Tensor:
@@ -116,7 +118,7 @@ class ScriptableCoulomb(torch.nn.Module):
         self.coincident = float(COINCIDENT_DISTANCE)
         self.coulomb_constant = float(COULOMB_CONSTANT)
         self.float32_floor = 3e-5  # Electrostatics.FLOAT32_ACCURACY_FLOOR
-        self.search_rows = int(PAIR_SEARCH_ROWS)
+        self.search_entries = int(PAIR_SEARCH_ENTRIES)
         weights = PolynomialWeights("Lagrange" if periodic == "pme" else "P3M", nodes)
         self.register_buffer("weight_coefficients", weights._coefficients.clone())
 
@@ -208,34 +210,37 @@ class ScriptableCoulomb(torch.nn.Module):
                 reach.append(int(math.ceil(cutoff / spacing)) + 1)
             else:
                 reach.append(0)
+        # every image shift S' within reach, (M, 3), with the zero shift at index `zero`
+        ranges = [
+            torch.arange(-reach[a], reach[a] + 1, dtype=points.dtype, device=points.device)
+            for a in range(3)
+        ]
+        grids = torch.meshgrid(ranges, indexing="ij")
+        shifts = torch.stack([grids[0].reshape(-1), grids[1].reshape(-1), grids[2].reshape(-1)],
+                             dim=1)
+        zero = (shifts.shape[0] - 1) // 2
+        offsets = shifts @ box
+        images = shifts.shape[0]
+        # rows of atoms per pass so that a pass holds ~ search_entries (i, j, S) triples
+        rows_per_pass = max(1, self.search_entries // max(n * images, 1))
         found_i: List[torch.Tensor] = []
         found_j: List[torch.Tensor] = []
         found_s: List[torch.Tensor] = []
         cutoff2 = cutoff * cutoff
-        for sa in range(-reach[0], reach[0] + 1):
-            for sb in range(-reach[1], reach[1] + 1):
-                for sc in range(-reach[2], reach[2] + 1):
-                    shift = torch.tensor(
-                        [float(sa), float(sb), float(sc)], dtype=points.dtype,
-                        device=points.device,
-                    )
-                    offset = shift @ box
-                    same = sa == 0 and sb == 0 and sc == 0
-                    for start in range(0, n, self.search_rows):
-                        rows = wrapped[start : start + self.search_rows]
-                        vectors = wrapped[None, :, :] - rows[:, None, :] + offset
-                        close = (vectors * vectors).sum(-1) < cutoff2
-                        if same:
-                            ii = torch.arange(rows.shape[0], device=points.device)
-                            close[ii, ii + start] = False
-                        hits = torch.nonzero(close)
-                        if hits.shape[0] > 0:
-                            i = hits[:, 0] + start
-                            j = hits[:, 1]
-                            found_i.append(i)
-                            found_j.append(j)
-                            # r_j - r_i + S @ box with the unwrapped positions
-                            found_s.append(shift[None, :] - wraps[j] + wraps[i])
+        for start in range(0, n, rows_per_pass):
+            rows = wrapped[start : start + rows_per_pass]
+            vectors = (wrapped[None, :, None, :] - rows[:, None, None, :]) + offsets[None, None]
+            close = (vectors * vectors).sum(-1) < cutoff2  # (rows, N, M)
+            local = torch.arange(rows.shape[0], device=points.device)
+            close[local, local + start, zero] = False  # an atom is not its own neighbour
+            hits = torch.nonzero(close)
+            if hits.shape[0] > 0:
+                i = hits[:, 0] + start
+                j = hits[:, 1]
+                found_i.append(i)
+                found_j.append(j)
+                # r_j - r_i + S @ box with the unwrapped positions
+                found_s.append(shifts[hits[:, 2]] - wraps[j] + wraps[i])
         if len(found_i) == 0:
             empty = torch.zeros(0, dtype=torch.int64, device=points.device)
             return empty, empty, torch.zeros((0, 3), dtype=points.dtype, device=points.device)
