@@ -34,6 +34,10 @@ POTENTIAL = "electrostatic_potential"  # (N,) eV/e, dE_coulomb/dq_i
 DIPOLE = "dipole"  # (B, 3) e·Å, sum_i q_i r_i; only meaningful for non-periodic structures
 ATOMIC_DIPOLES = "atomic_dipoles"  # (N, 3) e·Å, network output with predict_dipoles (l = 1 readout)
 
+# --- exported models (metatomic's standard quantity names; its energy output is ENERGY:
+# (B, 1) eV per system or (N, 1) eV per atom) -------------------------------------------
+METATOMIC_CHARGE = "charge"  # output: (N, 1) e per-atom charges; input: (B, 1) e total charge
+
 # --- training labels (AtomicGraph.labels) besides the outputs above -------------------
 WEIGHT = "weight"  # (B,) per-structure loss weight, >= 0 (1 when the file gives none)
 MASK_SUFFIX = "_mask"  # labels[key + MASK_SUFFIX]: (B,) bool, which structures carry key

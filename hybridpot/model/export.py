@@ -33,13 +33,11 @@ import tempfile
 
 import torch
 
+from .. import keys
 from ..fileio import atomic_write
 from .hybrid import HybridModel
+from .io import model_total_charge_key
 
-#: Output name of the per-atom charges (metatomic's standard "charge" quantity).
-CHARGE_OUTPUT = "charge"
-#: Name of the per-system total-charge input (metatomic's standard "charge" quantity).
-TOTAL_CHARGE_INPUT = "charge"
 #: Licence note stored in the metadata unless the caller gives one.
 DEFAULT_LICENCE = (
     "hybridpot model; the weights carry the licence of the data and of the person who "
@@ -50,13 +48,12 @@ DEFAULT_LICENCE = (
 def _metatomic():
     try:
         import metatomic.torch as mta
-        from metatensor.torch import Labels, TensorBlock, TensorMap
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
             "exporting needs metatomic-torch: pip install 'hybridpot[deploy]' "
             f"(or pip install metatomic-torch); import failed with: {error}"
         ) from None
-    return mta, Labels, TensorBlock, TensorMap
+    return mta
 
 
 def export_model(
@@ -87,7 +84,7 @@ def export_model(
     """
     if not isinstance(model, HybridModel):
         raise TypeError(f"model must be a HybridModel, got {type(model).__name__}")
-    mta, *_ = _metatomic()
+    mta = _metatomic()
     dtype = model.network.embedding.weight.dtype
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"only float32 and float64 models can be exported, got {dtype}")
@@ -100,7 +97,9 @@ def export_model(
         "hybridpot.config": json.dumps(model.config),
         "hybridpot.provenance": json.dumps(provenance),
         "hybridpot.units": "positions Å, energy eV, forces eV/Å, stress eV/Å³, charges e",
-        "hybridpot.total_charge_key": str(getattr(model, "total_charge_key", "charge")),
+        # the atoms.info key the model was trained with; metatomic engines read the total
+        # charge from their own standard input (metatomic_ase: atoms.info["charge"])
+        "hybridpot.total_charge_key": model_total_charge_key(model),
         "licence": licence,
     }
     elements = list(config.elements)
@@ -116,8 +115,12 @@ def export_model(
 
     capabilities = mta.ModelCapabilities(
         outputs={
-            "energy": mta.ModelOutput(quantity="energy", unit="eV", sample_kind="system"),
-            CHARGE_OUTPUT: mta.ModelOutput(quantity="charge", unit="e", sample_kind="atom"),
+            keys.ENERGY: mta.ModelOutput(
+                quantity="energy", unit="eV", sample_kind="system"
+            ),
+            keys.METATOMIC_CHARGE: mta.ModelOutput(
+                quantity="charge", unit="e", sample_kind="atom"
+            ),
         },
         atomic_types=[atomic_numbers[e] for e in elements],
         # Long-range electrostatics: every atom depends on every other (metatomic's

@@ -11,6 +11,7 @@ import torch
 from metatensor.torch import Labels, TensorBlock, TensorMap
 from metatomic.torch import ModelOutput, NeighborListOptions, System
 
+from .. import keys
 from ..electrostatics.scriptable import ScriptableCoulomb
 from ..nn.scriptable import ScriptableNetwork
 from .hybrid import HybridModel
@@ -23,7 +24,6 @@ class ExportedHybridModel(torch.nn.Module):
         super().__init__()
         self.network = ScriptableNetwork(model.network)
         electrostatics = model.electrostatics
-        self.has_coulomb = electrostatics is not None
         self.coulomb = (
             ScriptableCoulomb(
                 electrostatics.sigma_q,
@@ -35,6 +35,8 @@ class ExportedHybridModel(torch.nn.Module):
             else None
         )
         self.cutoff = float(model.cutoff)
+        self.energy_name = keys.ENERGY
+        self.charge_name = keys.METATOMIC_CHARGE
         self.neighbors = NeighborListOptions(
             cutoff=self.cutoff, full_list=True, strict=True, requestor="hybridpot"
         )
@@ -44,7 +46,7 @@ class ExportedHybridModel(torch.nn.Module):
 
     def requested_inputs(self) -> Dict[str, ModelOutput]:
         return {
-            "charge": ModelOutput(quantity="charge", unit="e", sample_kind="system")
+            self.charge_name: ModelOutput(quantity="charge", unit="e", sample_kind="system")
         }
 
     def forward(
@@ -65,7 +67,7 @@ class ExportedHybridModel(torch.nn.Module):
             pairs = neighbors.samples.values
             edge_index = torch.stack([pairs[:, 0], pairs[:, 1]]).to(torch.int64)
             vectors = neighbors.values.reshape(-1, 3)
-            total = system.get_data("charge").block().values.reshape(1)
+            total = system.get_data(self.charge_name).block().values.reshape(1)
             batch = torch.zeros(n, dtype=torch.int64, device=positions.device)
             energies, charges = self.network(
                 species, edge_index, vectors, batch, 1, total.to(positions.dtype)
@@ -93,8 +95,8 @@ class ExportedHybridModel(torch.nn.Module):
             else torch.zeros((0, 2), dtype=torch.int32, device=device),
         )
         results: Dict[str, TensorMap] = {}
-        if "energy" in outputs:
-            if outputs["energy"].sample_kind == "atom":
+        if self.energy_name in outputs:
+            if outputs[self.energy_name].sample_kind == "atom":
                 values = torch.cat(atom_energies)
                 samples = per_atom_labels
             else:
@@ -109,22 +111,22 @@ class ExportedHybridModel(torch.nn.Module):
                 values=values,
                 samples=samples,
                 components=[],
-                properties=Labels(["energy"], torch.zeros((1, 1), dtype=torch.int32,
+                properties=Labels([self.energy_name], torch.zeros((1, 1), dtype=torch.int32,
                                                           device=device)),
             )
-            results["energy"] = TensorMap(
+            results[self.energy_name] = TensorMap(
                 Labels(["_"], torch.zeros((1, 1), dtype=torch.int32, device=device)),
                 [block],
             )
-        if "charge" in outputs:
+        if self.charge_name in outputs:
             block = TensorBlock(
                 values=torch.cat(atom_charges),
                 samples=per_atom_labels,
                 components=[],
-                properties=Labels(["charge"], torch.zeros((1, 1), dtype=torch.int32,
+                properties=Labels([self.charge_name], torch.zeros((1, 1), dtype=torch.int32,
                                                           device=device)),
             )
-            results["charge"] = TensorMap(
+            results[self.charge_name] = TensorMap(
                 Labels(["_"], torch.zeros((1, 1), dtype=torch.int32, device=device)),
                 [block],
             )
