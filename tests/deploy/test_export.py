@@ -159,3 +159,22 @@ def test_exported_file_runs_without_hybridpot(tmp_path):
     assert metadata.authors == ["tester"]
     assert "provenance" in metadata.extra["hybridpot.provenance"]
     assert "licence" in metadata.extra
+
+
+@pytest.mark.slow  # ~20-40 s: TorchScript export
+def test_float32_export_equals_float32_calculator():
+    from metatomic_ase import MetatomicCalculator
+
+    torch.manual_seed(1)
+    model = hybridpot.build_model(small_model_config(coulomb_accuracy=1e-4)).to(torch.float32)
+    exported = MetatomicCalculator(hybridpot.export_model(model))
+    python = hybridpot.HybridCalculator(model=model, dtype="float32")
+    tol = tolerances(torch.float32).exported
+    for options in STRUCTURES[:2]:
+        atoms = random_structure(**options)
+        expected = atoms.copy()
+        expected.calc = python
+        atoms.calc = exported
+        energy = expected.get_potential_energy()
+        assert abs(atoms.get_potential_energy() - energy) < tol * abs(energy)
+        assert _relative(atoms.get_forces(), expected.get_forces()) < tol
