@@ -33,8 +33,7 @@ import hybridpot
 def structures() -> dict:
     """The three test structures: bulk, charged bulk, slab."""
     crystal = bulk("NaCl", "rocksalt", 5.62, cubic=True) * (2, 2, 2)
-    crystal.set_cell(crystal.cell.array @ [[1, 0.01, 0], [0.01, 1, 0], [0, 0, 1]],
-                     scale_atoms=True)
+    crystal.set_cell(crystal.cell.array @ [[1, 0.01, 0], [0.01, 1, 0], [0, 0, 1]], scale_atoms=True)
     crystal.rattle(0.05, seed=0)
     charged = crystal.copy()
     del charged[[a.index for a in charged if a.symbol == "Cl"][0]]
@@ -54,7 +53,9 @@ def main() -> None:
         from metatomic.torch import ModelOutput
         from metatomic_ase import MetatomicCalculator
     except ImportError:
-        raise SystemExit("this example needs the deploy extra: pip install 'hybridpot[deploy]'")
+        raise SystemExit(
+            "this example needs the deploy extra: pip install 'hybridpot[deploy]'"
+        ) from None
 
     model_path = obtain_model(args.model, args.output, args.quick)
     folder = Path(args.output) / "export_model"
@@ -70,8 +71,10 @@ def main() -> None:
     python = hybridpot.HybridCalculator(model=model)
     exported = MetatomicCalculator(str(deployed))
     summary = {}
-    print(f"{'structure':<10} {'energy eV':>16} {'dE rel':>9} {'dF rel':>9} {'dS rel':>9}"
-          f" {'dq max e':>9}")
+    print(
+        f"{'structure':<10} {'energy eV':>16} {'dE rel':>9} {'dF rel':>9} {'dS rel':>9}"
+        f" {'dq max e':>9}"
+    )
     for name, atoms in structures().items():
         values = {}
         for label, calculator in (("python", python), ("exported", exported)):
@@ -90,18 +93,24 @@ def main() -> None:
         row = {
             "energy_eV": p["energy"],
             "energy_relative": abs(e["energy"] - p["energy"]) / abs(p["energy"]),
-            "forces_relative": float(np.abs(e["forces"] - p["forces"]).max()
-                                     / np.abs(p["forces"]).max()),
-            "stress_relative": float(np.abs(e["stress"] - p["stress"]).max()
-                                     / max(np.abs(p["stress"]).max(), 1e-300)),
+            "forces_relative": float(
+                np.abs(e["forces"] - p["forces"]).max() / np.abs(p["forces"]).max()
+            ),
+            "stress_relative": float(
+                np.abs(e["stress"] - p["stress"]).max() / max(np.abs(p["stress"]).max(), 1e-300)
+            ),
             "charges_max_e": float(np.abs(e["charges"] - p["charges"]).max()),
         }
         summary[name] = row
-        print(f"{name:<10} {row['energy_eV']:16.8f} {row['energy_relative']:9.1e} "
-              f"{row['forces_relative']:9.1e} {row['stress_relative']:9.1e} "
-              f"{row['charges_max_e']:9.1e}")
-    worst = max(max(r["energy_relative"], r["forces_relative"], r["stress_relative"])
-                for r in summary.values())
+        print(
+            f"{name:<10} {row['energy_eV']:16.8f} {row['energy_relative']:9.1e} "
+            f"{row['forces_relative']:9.1e} {row['stress_relative']:9.1e} "
+            f"{row['charges_max_e']:9.1e}"
+        )
+    worst = max(
+        max(r["energy_relative"], r["forces_relative"], r["stress_relative"])
+        for r in summary.values()
+    )
     print(f"largest relative difference: {worst:.2e}")
     (folder / "comparison.json").write_text(json.dumps(summary, indent=2))
 

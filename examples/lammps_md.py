@@ -55,8 +55,10 @@ def run(session, steps: int, every: int, writer) -> list[dict]:
     rows = []
     for _ in range(max(steps // every, 1)):
         session.command(f"run {every} pre no post no")
-        row = {name: session.thermo(name)
-               for name in ("step", "pe", "ke", "etotal", "temp", "press", "vol", "density")}
+        row = {
+            name: session.thermo(name)
+            for name in ("step", "pe", "ke", "etotal", "temp", "press", "vol", "density")
+        }
         rows.append(row)
         writer.writerow(row)
     return rows
@@ -65,8 +67,11 @@ def run(session, steps: int, every: int, writer) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser)
-    parser.add_argument("--python-model", action="store_true",
-                        help="evaluate with HybridCalculator instead of the exported file")
+    parser.add_argument(
+        "--python-model",
+        action="store_true",
+        help="evaluate with HybridCalculator instead of the exported file",
+    )
     parser.add_argument("--nve-steps", type=int, default=None, help="default 1000 (quick 40)")
     parser.add_argument("--npt-steps", type=int, default=None, help="default 1000 (quick 40)")
     args = parser.parse_args()
@@ -84,7 +89,9 @@ def main() -> None:
         try:
             from metatomic_ase import MetatomicCalculator
         except ImportError:
-            raise SystemExit("the exported model needs the deploy extra (or --python-model)")
+            raise SystemExit(
+                "the exported model needs the deploy extra (or --python-model)"
+            ) from None
         deployed = folder / "model-deployed.pt"
         hybridpot.export_model(model, deployed)
         calculator, kind = MetatomicCalculator(str(deployed)), f"exported file {deployed}"
@@ -92,8 +99,10 @@ def main() -> None:
 
     crystal = relaxed_crystal(python)
     density0 = crystal.get_masses().sum() / crystal.get_volume() * DENSITY_UNIT
-    print(f"relaxed 64-ion cell: a = {crystal.cell.lengths()[0] / 2:.4f} Å, "
-          f"density {density0:.4f} g/cm^3")
+    print(
+        f"relaxed 64-ion cell: a = {crystal.cell.lengths()[0] / 2:.4f} Å, "
+        f"density {density0:.4f} g/cm^3"
+    )
     summary = {"model": kind, "density_relaxed": density0}
     fields = ["step", "pe", "ke", "etotal", "temp", "press", "vol", "density"]
 
@@ -101,30 +110,40 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         with hybridpot.LammpsSession(crystal, calculator) as session:
-            session.command("velocity all create 600 2024 mom yes rot no dist gaussian\n"
-                            "fix nve all nve\ntimestep 0.001")
+            session.command(
+                "velocity all create 600 2024 mom yes rot no dist gaussian\n"
+                "fix nve all nve\ntimestep 0.001"
+            )
             rows = run(session, nve_steps, 5, writer)
     energy = np.array([r["etotal"] for r in rows]) / len(crystal)
     time_ps = np.array([r["step"] for r in rows]) * 1e-3
     drift = float(np.polyfit(time_ps, energy, 1)[0]) if len(rows) > 1 else 0.0
-    summary.update(nve_steps=nve_steps, nve_drift_eV_per_atom_ps=drift,
-                   nve_fluctuation_eV_per_atom=float(np.std(energy)),
-                   nve_mean_temperature=float(np.mean([r["temp"] for r in rows])))
-    print(f"NVE {nve_steps} steps of 1 fs: mean T {summary['nve_mean_temperature']:.0f} K, "
-          f"drift {drift:.2e} eV/atom/ps, fluctuation {np.std(energy):.2e} eV/atom")
+    summary.update(
+        nve_steps=nve_steps,
+        nve_drift_eV_per_atom_ps=drift,
+        nve_fluctuation_eV_per_atom=float(np.std(energy)),
+        nve_mean_temperature=float(np.mean([r["temp"] for r in rows])),
+    )
+    print(
+        f"NVE {nve_steps} steps of 1 fs: mean T {summary['nve_mean_temperature']:.0f} K, "
+        f"drift {drift:.2e} eV/atom/ps, fluctuation {np.std(energy):.2e} eV/atom"
+    )
 
     with open(folder / "npt.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         with hybridpot.LammpsSession(crystal, calculator) as session:
-            session.command("velocity all create 300 7 mom yes rot no dist gaussian\n"
-                            "fix npt all npt temp 300 300 0.1 iso 0 0 1.0\ntimestep 0.002")
+            session.command(
+                "velocity all create 300 7 mom yes rot no dist gaussian\n"
+                "fix npt all npt temp 300 300 0.1 iso 0 0 1.0\ntimestep 0.002"
+            )
             rows = run(session, npt_steps, 5, writer)
-    density = float(np.mean([r["density"] for r in rows[len(rows) // 2:]]))
-    summary.update(npt_steps=npt_steps, npt_density=density,
-                   npt_density_ratio=density / density0)
-    print(f"NPT {npt_steps} steps of 2 fs at 300 K, 0 bar: density {density:.4f} g/cm^3 "
-          f"= {density / density0:.4f} x relaxed (thermal expansion makes it < 1)")
+    density = float(np.mean([r["density"] for r in rows[len(rows) // 2 :]]))
+    summary.update(npt_steps=npt_steps, npt_density=density, npt_density_ratio=density / density0)
+    print(
+        f"NPT {npt_steps} steps of 2 fs at 300 K, 0 bar: density {density:.4f} g/cm^3 "
+        f"= {density / density0:.4f} x relaxed (thermal expansion makes it < 1)"
+    )
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
 
 

@@ -19,7 +19,8 @@ because the virial of every term is set (``fix_modify ... virial yes``).
 
 Units are LAMMPS ``metal`` (Å, eV, ps, bar, g/mol). LAMMPS keeps a restricted triclinic
 box (a along x, b in the xy plane); the callback evaluates the model in that frame (the
-model is rotation invariant), and :meth:`LammpsSession.forces` rotates back to the frame of the ``atoms`` given.
+model is rotation invariant), and :meth:`LammpsSession.forces` rotates back to the frame
+of the ``atoms`` given.
 
 Parallel runs: ONE MPI rank only. The callback would see only each rank's atoms, and the
 Coulomb sum needs all of them; rather than gather silently, a session on more than one
@@ -185,9 +186,7 @@ class LammpsSession:
     def _current_atoms(self, tag: np.ndarray, x: np.ndarray) -> ase.Atoms:
         boxlo, boxhi, xy, yz, xz, _, _ = self.lmp.extract_box()
         lengths = np.asarray(boxhi) - np.asarray(boxlo)
-        cell = np.array(
-            [[lengths[0], 0.0, 0.0], [xy, lengths[1], 0.0], [xz, yz, lengths[2]]]
-        )
+        cell = np.array([[lengths[0], 0.0, 0.0], [xy, lengths[1], 0.0], [xz, yz, lengths[2]]])
         atoms = self.template.copy()
         atoms.set_cell(cell, scale_atoms=False)
         order = np.asarray(tag, dtype=np.int64).reshape(-1) - 1

@@ -24,6 +24,9 @@ Ewald method is not exported (its k-cutoff needs ``scipy.special.erfcinv``).
 Tested equal to the Python model to 1e-8 in ``tests/deploy``.
 """
 
+# TorchScript (and metatomic's annotation check) compile typing.List/Dict/Tuple/Optional.
+# ruff: noqa: UP006, UP035, UP045
+
 from __future__ import annotations
 
 import math
@@ -216,8 +219,9 @@ class ScriptableCoulomb(torch.nn.Module):
             for a in range(3)
         ]
         grids = torch.meshgrid(ranges, indexing="ij")
-        shifts = torch.stack([grids[0].reshape(-1), grids[1].reshape(-1), grids[2].reshape(-1)],
-                             dim=1)
+        shifts = torch.stack(
+            [grids[0].reshape(-1), grids[1].reshape(-1), grids[2].reshape(-1)], dim=1
+        )
         zero = (shifts.shape[0] - 1) // 2
         offsets = shifts @ box
         images = shifts.shape[0]
@@ -277,7 +281,9 @@ class ScriptableCoulomb(torch.nn.Module):
     ) -> torch.Tensor:
         """Half of k_e q_i q_j f(r_ij) over every listed (ordered) pair, to atom i."""
         i, j, shifts = self.pairs(
-            positions.detach().to(torch.float64), box.detach().to(torch.float64), periodic,
+            positions.detach().to(torch.float64),
+            box.detach().to(torch.float64),
+            periodic,
             cutoff,
         )
         shifts = shifts.to(positions.dtype)
@@ -317,15 +323,19 @@ class ScriptableCoulomb(torch.nn.Module):
         kernel = torch.where(
             zero,
             torch.zeros_like(k_sq),
-            self.coulomb_constant * 4.0 * math.pi
-            * torch.exp(-0.5 * (smearing * smearing) * masked) / masked,
+            self.coulomb_constant
+            * 4.0
+            * math.pi
+            * torch.exp(-0.5 * (smearing * smearing) * masked)
+            / masked,
         )
         if self.p3m:
             phase = torch.stack([m[..., a] / shape[a] for a in range(3)], dim=-1)
             u2 = torch.prod(torch.sinc(phase), dim=-1) ** (2 * self.nodes)
             ok = u2 != 0
-            influence = torch.where(ok, 1.0 / torch.where(ok, u2, torch.ones_like(u2)),
-                                    torch.zeros_like(u2))
+            influence = torch.where(
+                ok, 1.0 / torch.where(ok, u2, torch.ones_like(u2)), torch.zeros_like(u2)
+            )
             kernel = kernel * influence
         return kernel[None]
 
@@ -370,7 +380,9 @@ class ScriptableCoulomb(torch.nn.Module):
         # TorchScript's autodiff does not take the real part of a complex gradient
         filtered = torch.view_as_complex(torch.view_as_real(spectrum) * kfilter[..., None])
         psi = torch.fft.irfftn(
-            filtered, s=[shape[0], shape[1], shape[2]], dim=(-3, -2, -1),
+            filtered,
+            s=[shape[0], shape[1], shape[2]],
+            dim=(-3, -2, -1),
             norm="forward",
         )
         # back-interpolate to the atoms
@@ -381,8 +393,10 @@ class ScriptableCoulomb(torch.nn.Module):
         volume = _determinant3(cell).abs()
         total = charges.sum()
         self_term = self.coulomb_constant * math.sqrt(2.0 / math.pi) / smearing
-        background = self.coulomb_constant * math.pi * (
-            smearing * smearing - 2.0 * self.sigma_q * self.sigma_q
+        background = (
+            self.coulomb_constant
+            * math.pi
+            * (smearing * smearing - 2.0 * self.sigma_q * self.sigma_q)
         )
         potential = 0.5 * (phi / volume - charges * self_term - 2.0 * background * total / volume)
         return charges * potential
@@ -409,7 +423,10 @@ class ScriptableCoulomb(torch.nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(
-        self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
+        self,
+        positions: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
         charges: torch.Tensor,
     ) -> torch.Tensor:
         """Per-atom Coulomb energies (N,) eV of one structure.
@@ -424,7 +441,10 @@ class ScriptableCoulomb(torch.nn.Module):
         return self._energies(positions, cell, pbc, charges)
 
     def _energies(
-        self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
+        self,
+        positions: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
         charges: torch.Tensor,
     ) -> torch.Tensor:
         n = positions.shape[0]
@@ -464,8 +484,11 @@ class ScriptableCoulomb(torch.nn.Module):
             if a != axis:
                 rows.append(a)
         a1, a2, a3 = host[rows[0]], host[rows[1]], host[axis]
-        n1, n2, n3 = float(torch.linalg.norm(a1)), float(torch.linalg.norm(a2)), float(
-            torch.linalg.norm(a3))
+        n1, n2, n3 = (
+            float(torch.linalg.norm(a1)),
+            float(torch.linalg.norm(a2)),
+            float(torch.linalg.norm(a3)),
+        )
         cross = torch.linalg.cross(a1, a2, dim=-1)
         area = float(torch.linalg.norm(cross))
         if n1 == 0 or n2 == 0 or not area > 1e-10 * n1 * n2:
@@ -481,7 +504,8 @@ class ScriptableCoulomb(torch.nn.Module):
         points = positions.detach().to(torch.float64)
         z = points @ normal_host
         thickness = math.ceil(float(z.max() - z.min()) / self.thickness_quantum) * (
-            self.thickness_quantum)
+            self.thickness_quantum
+        )
         d = max((area * thickness / n) ** (1.0 / 3.0), math.sqrt(area / n))
         smearing, cutoff, spacing = self.choose_parameters(n * d**3, n)
         gap = self.fixed_gap
@@ -510,8 +534,7 @@ class ScriptableCoulomb(torch.nn.Module):
             spacing,
         )
         energies = energies + self._mesh(positions, internal, charges, shape, smearing)
-        return energies + self._slab_correction(positions, internal, charges, axis, length,
-                                                origin)
+        return energies + self._slab_correction(positions, internal, charges, axis, length, origin)
 
     def _shortest_plane_vector(self, a1: torch.Tensor, a2: torch.Tensor) -> float:
         """Shortest lattice vector of the 2D lattice (a1, a2) (``slab.shortest_plane_vector``)."""

@@ -5,6 +5,9 @@ No ``from __future__ import annotations`` here: metatomic reads the forward's an
 the module. Importing this module needs metatomic-torch (the ``deploy`` extra).
 """
 
+# TorchScript (and metatomic's annotation check) compile typing.List/Dict/Tuple/Optional.
+# ruff: noqa: UP006, UP035, UP045
+
 from typing import Dict, List, Optional
 
 import torch
@@ -45,9 +48,7 @@ class ExportedHybridModel(torch.nn.Module):
         return [self.neighbors]
 
     def requested_inputs(self) -> Dict[str, ModelOutput]:
-        return {
-            self.charge_name: ModelOutput(quantity="charge", unit="e", sample_kind="system")
-        }
+        return {self.charge_name: ModelOutput(quantity="charge", unit="e", sample_kind="system")}
 
     def forward(
         self,
@@ -103,16 +104,15 @@ class ExportedHybridModel(torch.nn.Module):
                 values = torch.cat(energy_rows)
                 samples = Labels(
                     ["system"],
-                    torch.arange(len(systems), dtype=torch.int32, device=device).reshape(
-                        -1, 1
-                    ),
+                    torch.arange(len(systems), dtype=torch.int32, device=device).reshape(-1, 1),
                 )
             block = TensorBlock(
                 values=values,
                 samples=samples,
                 components=[],
-                properties=Labels([self.energy_name], torch.zeros((1, 1), dtype=torch.int32,
-                                                          device=device)),
+                properties=Labels(
+                    [self.energy_name], torch.zeros((1, 1), dtype=torch.int32, device=device)
+                ),
             )
             results[self.energy_name] = TensorMap(
                 Labels(["_"], torch.zeros((1, 1), dtype=torch.int32, device=device)),
@@ -123,8 +123,9 @@ class ExportedHybridModel(torch.nn.Module):
                 values=torch.cat(atom_charges),
                 samples=per_atom_labels,
                 components=[],
-                properties=Labels([self.charge_name], torch.zeros((1, 1), dtype=torch.int32,
-                                                          device=device)),
+                properties=Labels(
+                    [self.charge_name], torch.zeros((1, 1), dtype=torch.int32, device=device)
+                ),
             )
             results[self.charge_name] = TensorMap(
                 Labels(["_"], torch.zeros((1, 1), dtype=torch.int32, device=device)),

@@ -16,6 +16,9 @@ structures with pre-computed species indices. It computes the same function term
 Predicting per-atom dipoles (``predict_dipoles``) is not part of the export.
 """
 
+# TorchScript (and metatomic's annotation check) compile typing.List/Dict/Tuple/Optional.
+# ruff: noqa: UP006, UP035, UP045
+
 from __future__ import annotations
 
 from typing import Optional
@@ -42,9 +45,7 @@ class _ScriptableBlock(torch.nn.Module):
         self.product = e3nn_compile(block.product) if self.has_product else None
         # Two attributes (one of them None): the two kinds take different arguments.
         kind = block.self_connection_kind
-        self.species_connection = (
-            e3nn_compile(block.self_connection) if kind == "species" else None
-        )
+        self.species_connection = e3nn_compile(block.self_connection) if kind == "species" else None
         self.linear_connection = e3nn_compile(block.self_connection) if kind == "linear" else None
         self.gate = e3nn_compile(block.gate)
         self.inv_avg_num_neighbors = float(block.inv_avg_num_neighbors)

@@ -185,7 +185,10 @@ def test_lammps_refuses_several_ranks(tmp_path):
     )
     result = subprocess.run(
         [mpiexec, "-n", "2", sys.executable, "-c", script],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert result.returncode != 0
     assert "one MPI rank only, got 2" in result.stderr
