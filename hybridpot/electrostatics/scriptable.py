@@ -207,10 +207,13 @@ class ScriptableCoulomb(torch.nn.Module):
         wraps = torch.where(flags, torch.floor(points @ inverse), torch.zeros_like(points))
         wrapped = points - wraps @ box
         reach: List[int] = []
+        # Wrapped fractional coordinates differ by |df| < 1 along each axis, and a pair is
+        # at least spacing * |df + S| apart (spacing: distance between lattice planes), so
+        # |S| < cutoff / spacing + 1, i.e. |S| <= ceil(cutoff / spacing) (+1e-6: round-off).
         for a in range(3):
             if periodic[a]:
                 spacing = 1.0 / float(torch.linalg.norm(inverse[:, a]))
-                reach.append(int(math.ceil(cutoff / spacing)) + 1)
+                reach.append(int(math.ceil(cutoff / spacing + 1e-6)))
             else:
                 reach.append(0)
         # every image shift S' within reach, (M, 3), with the zero shift at index `zero`
