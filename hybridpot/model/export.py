@@ -115,8 +115,8 @@ def export_model(
 
     capabilities = mta.ModelCapabilities(
         outputs={
-            keys.ENERGY: mta.ModelOutput(quantity="energy", unit="eV", sample_kind="system"),
-            keys.METATOMIC_CHARGE: mta.ModelOutput(quantity="charge", unit="e", sample_kind="atom"),
+            keys.ENERGY: mta.ModelOutput(unit="eV", sample_kind="system"),
+            keys.METATOMIC_CHARGE: mta.ModelOutput(unit="e", sample_kind="atom"),
         },
         atomic_types=[atomic_numbers[e] for e in elements],
         # Long-range electrostatics: every atom depends on every other (metatomic's

@@ -48,7 +48,7 @@ class ExportedHybridModel(torch.nn.Module):
         return [self.neighbors]
 
     def requested_inputs(self) -> Dict[str, ModelOutput]:
-        return {self.charge_name: ModelOutput(quantity="charge", unit="e", sample_kind="system")}
+        return {self.charge_name: ModelOutput(unit="e", sample_kind="system")}
 
     def forward(
         self,
