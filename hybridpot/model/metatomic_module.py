@@ -68,7 +68,11 @@ class ExportedHybridModel(torch.nn.Module):
             pairs = neighbors.samples.values
             edge_index = torch.stack([pairs[:, 0], pairs[:, 1]]).to(torch.int64)
             vectors = neighbors.values.reshape(-1, 3)
-            total = system.get_data(self.charge_name).block().values.reshape(1)
+            # total charge: metatomic's standard input; 0 from an engine that gives none
+            if self.charge_name in system.known_data():
+                total = system.get_data(self.charge_name).block().values.reshape(1)
+            else:
+                total = torch.zeros(1, dtype=positions.dtype, device=positions.device)
             batch = torch.zeros(n, dtype=torch.int64, device=positions.device)
             energies, charges = self.network(
                 species, edge_index, vectors, batch, 1, total.to(positions.dtype)
