@@ -6,14 +6,11 @@ compiles to TorchScript. :class:`ScriptableCoulomb` computes the SAME energy for
 structure inside a TorchScript module, with plain autograd (forces, stress and dE/dq by
 the engine's differentiation of the energy):
 
-- the numerical parameters are chosen by the same formulas (``tuning.choose_parameters``,
-  ``slab.choose_gap``, the same constants, read from those modules when the model is
-  exported), evaluated in float64 from the structure's volume and atom count, so the
-  exported model picks exactly the smearing, real-space cutoff, mesh and slab gap that
-  the Python model picks;
+- the numerical parameters are chosen by the same formulas and constants
+  (:mod:`.scriptable_tuning`), so the exported model picks exactly the smearing,
+  real-space cutoff, mesh and slab gap that the Python model picks;
 - the real-space pairs are found by a brute-force search over the periodic images that
-  can reach the cutoff (O(N^2 x images), in passes of ``PAIR_SEARCH_ENTRIES``; fine up
-  to a few thousand atoms);
+  can reach the cutoff (:mod:`.scriptable_pairs`);
 - the mesh sum is the chain of :mod:`.mesh_potential` (assign, FFT, filter, inverse FFT,
   interpolate) with torch-pme's interpolation polynomials (:class:`.mesh.PolynomialWeights`,
   the coefficient matrix stored as a buffer), differentiated by autograd;
@@ -30,47 +27,18 @@ Tested equal to the Python model to 1e-8 in ``tests/deploy``.
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import List
 
 import torch
 
 from ..keys import COULOMB_CONSTANT
 from . import slab as slab_rules
-from . import tuning
 from .mesh import PolynomialWeights
+from .module import FLOAT32_ACCURACY_FLOOR
 from .plan import COINCIDENT_DISTANCE
 from .potential import pair_kernel
-
-#: (atom, atom, image) triples compared at once in the brute-force pair search (memory:
-#: ~32 bytes each for the vectors and the distances).
-PAIR_SEARCH_ENTRIES = 2**21
-
-
-def _inverse3(m: torch.Tensor) -> torch.Tensor:
-    """(3, 3) inverse by the adjugate (as ``data.segments.inverse3``)."""
-    a, b, c = m[0], m[1], m[2]
-    bc = torch.linalg.cross(b, c, dim=-1)
-    ca = torch.linalg.cross(c, a, dim=-1)
-    ab = torch.linalg.cross(a, b, dim=-1)
-    det = (a * bc).sum(-1)
-    return torch.stack([bc, ca, ab], dim=-1) / det
-
-
-def _determinant3(m: torch.Tensor) -> torch.Tensor:
-    return (m[0] * torch.linalg.cross(m[1], m[2], dim=-1)).sum(-1)
-
-
-def _fft_size(n: int) -> int:
-    """Smallest integer >= n whose prime factors are 2, 3, 5 (``tuning.fft_size``)."""
-    m = max(n, 1)
-    k = 0
-    while k != 1:
-        k = m
-        for p in [2, 3, 5]:
-            while k % p == 0:
-                k = k // p
-        m += 1
-    return m - 1
+from .scriptable_pairs import determinant3, inverse3, periodic_pairs
+from .scriptable_tuning import ScriptableTuning
 
 
 class ScriptableCoulomb(torch.nn.Module):
@@ -99,160 +67,18 @@ class ScriptableCoulomb(torch.nn.Module):
         self.accuracy = float(accuracy)
         self.only_direct = method == "direct"
         self.p3m = periodic == "p3m"
-        nodes = int(overrides.get("interpolation_nodes", tuning.DEFAULT_NODES[periodic]))
+        self.tuning = ScriptableTuning(sigma_q, periodic, accuracy, overrides)
+        nodes = self.tuning.nodes
         self.nodes = nodes
-        c, e, a = tuning.MESH_ERROR[periodic][nodes]
-        self.mesh_c, self.mesh_e, self.mesh_a = float(c), float(e), float(a)
-        # -1 marks "not overridden" (TorchScript has no Optional floats in attributes).
-        self.fixed_smearing = float(overrides.get("smearing", -1.0))
-        self.fixed_cutoff = float(overrides.get("real_space_cutoff", -1.0))
-        self.fixed_spacing = float(overrides.get("mesh_spacing", -1.0))
-        self.fixed_gap = float(overrides.get("slab_gap", -1.0))
-        # The constants of the parameter choice, read from the modules that define them.
-        self.force_fraction = float(tuning.FORCE_FRACTION)
-        self.safety = float(tuning.SAFETY)
-        self.cost_balance = float(tuning.COST_BALANCE)
-        self.sigma_margin = float(tuning.SIGMA_MARGIN)
-        self.real_space_margin = float(tuning.REAL_SPACE_MARGIN)
-        self.max_mesh_points = int(tuning.MAX_MESH_POINTS)
-        self.gap_constant = float(slab_rules.GAP_CONSTANT)
         self.thickness_quantum = float(slab_rules.THICKNESS_QUANTUM)
         self.orthogonality_tolerance = float(slab_rules.ORTHOGONALITY_TOLERANCE)
         self.coincident = float(COINCIDENT_DISTANCE)
         self.coulomb_constant = float(COULOMB_CONSTANT)
-        self.float32_floor = 3e-5  # Electrostatics.FLOAT32_ACCURACY_FLOOR
-        self.search_entries = int(PAIR_SEARCH_ENTRIES)
+        self.float32_floor = float(FLOAT32_ACCURACY_FLOOR)
         weights = PolynomialWeights("Lagrange" if periodic == "pme" else "P3M", nodes)
         self.register_buffer("weight_coefficients", weights._coefficients.clone())
 
-    # ------------------------------------------------------------ parameter choice
-    def _error_target(self, d: float) -> float:
-        factor = 1.0
-        if self.sigma_q > 0:
-            x = d / (2.0 * self.sigma_q)
-            factor = math.erf(x) - 2.0 * x * math.exp(-x * x) / math.sqrt(math.pi)
-        return self.accuracy * (self.force_fraction * factor) / self.safety
-
-    def _cutoff_ratio(self, d: float, cutoff: float, target: float) -> float:
-        real_target = target / self.real_space_margin
-        log_term = math.log(max(2.0 * math.sqrt(d / cutoff) / real_target, 1.0 + 1e-12))
-        return math.sqrt(2.0 * log_term)
-
-    def _mesh_ratio(self, d: float, smearing: float, target: float) -> float:
-        return (target / (self.mesh_c * (d / smearing) ** self.mesh_a)) ** (1.0 / self.mesh_e)
-
-    def choose_parameters(self, volume: float, n_atoms: int) -> Tuple[float, float, float]:
-        """(smearing, real-space cutoff, mesh spacing) in Å: ``tuning.choose_parameters``."""
-        d = (volume / n_atoms) ** (1.0 / 3.0)
-        target = self._error_target(d)
-        s_min = math.sqrt(2.0) * self.sigma_q
-        smearing = self.fixed_smearing
-        cutoff = self.fixed_cutoff
-        if smearing > 0 and smearing <= s_min:
-            raise ValueError("smearing must be > sqrt(2) * sigma_q")
-        if cutoff < 0:
-            density_cutoff = 3.0 * d
-            for _ in range(3):
-                x_r = self._cutoff_ratio(d, density_cutoff, target)
-                x_k = self._mesh_ratio(d, density_cutoff / x_r, target)
-                density_cutoff = self.cost_balance * d * math.sqrt(x_r / x_k)
-            if smearing > 0:
-                cutoff = smearing * self._cutoff_ratio(d, density_cutoff, target)
-                cutoff = smearing * self._cutoff_ratio(d, cutoff, target)
-            else:
-                cutoff = density_cutoff
-                ratio = self._cutoff_ratio(d, cutoff, target)
-                smearing = cutoff / ratio
-                if smearing < self.sigma_margin * s_min:
-                    smearing = self.sigma_margin * s_min
-                    cutoff = smearing * ratio
-        elif smearing < 0:
-            smearing = cutoff / self._cutoff_ratio(d, cutoff, target)
-            if smearing <= s_min:
-                raise ValueError(
-                    "real_space_cutoff is too short for the Gaussian charges at this accuracy"
-                )
-        spacing = self.fixed_spacing
-        if spacing < 0:
-            spacing = smearing * self._mesh_ratio(d, smearing, target)
-        return smearing, cutoff, spacing
-
-    def mesh_shape(self, lengths: List[float], spacing: float) -> List[int]:
-        """Mesh points along three rows of lengths ``lengths`` (``mesh_shape``)."""
-        shape: List[int] = []
-        for length in lengths:
-            shape.append(_fft_size(max(int(math.ceil(length / spacing)), self.nodes)))
-        if shape[0] * shape[1] * shape[2] > self.max_mesh_points:
-            raise ValueError("the mesh would exceed MAX_MESH_POINTS; loosen coulomb_accuracy")
-        return shape
-
-    # ------------------------------------------------------------------ pairs
-    def pairs(
-        self, points: torch.Tensor, box: torch.Tensor, periodic: List[bool], cutoff: float
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Every ordered pair (i, j, S) with |r_j - r_i + S @ box| < cutoff, i != j or
-        S != 0 (a full list), by brute force over the images that can reach the cutoff.
-
-        Args:
-            points: (N, 3) float64 Å, values only. box: (3, 3) float64 Å.
-            periodic: three bools. cutoff: Å.
-
-        Returns:
-            i (P,), j (P,) int64 and the integer shifts (P, 3) float64.
-        """
-        n = points.shape[0]
-        inverse = _inverse3(box)
-        flags = torch.tensor(periodic, device=points.device)
-        # Wrap into the cell along the periodic axes; remember by how many cells.
-        wraps = torch.where(flags, torch.floor(points @ inverse), torch.zeros_like(points))
-        wrapped = points - wraps @ box
-        reach: List[int] = []
-        # Wrapped fractional coordinates differ by |df| < 1 along each axis, and a pair is
-        # at least spacing * |df + S| apart (spacing: distance between lattice planes), so
-        # |S| < cutoff / spacing + 1, i.e. |S| <= ceil(cutoff / spacing) (+1e-6: round-off).
-        for a in range(3):
-            if periodic[a]:
-                spacing = 1.0 / float(torch.linalg.norm(inverse[:, a]))
-                reach.append(int(math.ceil(cutoff / spacing + 1e-6)))
-            else:
-                reach.append(0)
-        # every image shift S' within reach, (M, 3), with the zero shift at index `zero`
-        ranges = [
-            torch.arange(-reach[a], reach[a] + 1, dtype=points.dtype, device=points.device)
-            for a in range(3)
-        ]
-        grids = torch.meshgrid(ranges, indexing="ij")
-        shifts = torch.stack(
-            [grids[0].reshape(-1), grids[1].reshape(-1), grids[2].reshape(-1)], dim=1
-        )
-        zero = (shifts.shape[0] - 1) // 2
-        offsets = shifts @ box
-        images = shifts.shape[0]
-        # rows of atoms per pass so that a pass holds ~ search_entries (i, j, S) triples
-        rows_per_pass = max(1, self.search_entries // max(n * images, 1))
-        found_i: List[torch.Tensor] = []
-        found_j: List[torch.Tensor] = []
-        found_s: List[torch.Tensor] = []
-        cutoff2 = cutoff * cutoff
-        for start in range(0, n, rows_per_pass):
-            rows = wrapped[start : start + rows_per_pass]
-            vectors = (wrapped[None, :, None, :] - rows[:, None, None, :]) + offsets[None, None]
-            close = (vectors * vectors).sum(-1) < cutoff2  # (rows, N, M)
-            local = torch.arange(rows.shape[0], device=points.device)
-            close[local, local + start, zero] = False  # an atom is not its own neighbour
-            hits = torch.nonzero(close)
-            if hits.shape[0] > 0:
-                i = hits[:, 0] + start
-                j = hits[:, 1]
-                found_i.append(i)
-                found_j.append(j)
-                # r_j - r_i + S @ box with the unwrapped positions
-                found_s.append(shifts[hits[:, 2]] - wraps[j] + wraps[i])
-        if len(found_i) == 0:
-            empty = torch.zeros(0, dtype=torch.int64, device=points.device)
-            return empty, empty, torch.zeros((0, 3), dtype=points.dtype, device=points.device)
-        return torch.cat(found_i), torch.cat(found_j), torch.cat(found_s)
-
+    # ------------------------------------------------------------------ terms
     def _reject_coincident(self, distances: torch.Tensor):
         if self.sigma_q == 0 and distances.numel() > 0:
             if bool((distances < self.coincident).any()):
@@ -283,7 +109,7 @@ class ScriptableCoulomb(torch.nn.Module):
         smearing: float,
     ) -> torch.Tensor:
         """Half of k_e q_i q_j f(r_ij) over every listed (ordered) pair, to atom i."""
-        i, j, shifts = self.pairs(
+        i, j, shifts = periodic_pairs(
             positions.detach().to(torch.float64),
             box.detach().to(torch.float64),
             periodic,
@@ -318,7 +144,7 @@ class ScriptableCoulomb(torch.nn.Module):
         ]
         grids = torch.meshgrid(freqs, indexing="ij")
         m = torch.stack(grids, dim=-1)
-        reciprocal = 2.0 * math.pi * _inverse3(cell).transpose(-1, -2)
+        reciprocal = 2.0 * math.pi * inverse3(cell).transpose(-1, -2)
         k = torch.einsum("xyzi,ij->xyzj", m, reciprocal)
         k_sq = (k * k).sum(-1)
         zero = k_sq == 0
@@ -352,7 +178,7 @@ class ScriptableCoulomb(torch.nn.Module):
     ) -> torch.Tensor:
         """q_i times the long-range potential (k-space minus self and background) / 2."""
         nodes = self.nodes
-        fractional = positions @ _inverse3(cell)
+        fractional = positions @ inverse3(cell)
         scaled = torch.stack([fractional[:, a] * shape[a] for a in range(3)], dim=1)
         if nodes % 2 == 0:
             nearest = torch.floor(scaled.detach())
@@ -393,7 +219,7 @@ class ScriptableCoulomb(torch.nn.Module):
         a = torch.einsum("nijk,nk->nij", values, wz)
         b = torch.einsum("nij,nj->ni", a, wy)
         phi = (b * wx).sum(1)
-        volume = _determinant3(cell).abs()
+        volume = determinant3(cell).abs()
         total = charges.sum()
         self_term = self.coulomb_constant * math.sqrt(2.0 / math.pi) / smearing
         background = (
@@ -415,7 +241,7 @@ class ScriptableCoulomb(torch.nn.Module):
     ) -> torch.Tensor:
         """Per-atom Yeh-Berkowitz/Ballenegger correction (``batched.slab_corrections``)."""
         normal = internal[axis] / length
-        volume = _determinant3(internal).abs()
+        volume = determinant3(internal).abs()
         z = (positions * normal).sum(-1) - origin
         total = charges.sum()
         dipole = (charges * z).sum()
@@ -467,12 +293,12 @@ class ScriptableCoulomb(torch.nn.Module):
         host = cell.detach().to(torch.float64)
         lengths = torch.linalg.norm(host, dim=1)
         if n_periodic == 3:
-            volume = float(_determinant3(host).abs())
+            volume = float(determinant3(host).abs())
             if not volume > 1e-10 * float(torch.prod(lengths)):
                 raise ValueError("the periodic cell is singular")
-            smearing, cutoff, spacing = self.choose_parameters(volume, n)
+            smearing, cutoff, spacing = self.tuning.choose_parameters(volume, n)
             energies = self._real_space(positions, cell, charges, periodic, cutoff, smearing)
-            shape = self.mesh_shape(
+            shape = self.tuning.mesh_shape(
                 [float(lengths[0]), float(lengths[1]), float(lengths[2])], spacing
             )
             return energies + self._mesh(positions, cell, charges, shape, smearing)
@@ -510,15 +336,8 @@ class ScriptableCoulomb(torch.nn.Module):
             self.thickness_quantum
         )
         d = max((area * thickness / n) ** (1.0 / 3.0), math.sqrt(area / n))
-        smearing, cutoff, spacing = self.choose_parameters(n * d**3, n)
-        gap = self.fixed_gap
-        if gap < 0:
-            k_min = 2.0 * math.pi * self._shortest_plane_vector(a1, a2) / area
-            target = self._error_target(d)
-            ratio = self.gap_constant * math.sqrt(n) * d**2 / (area * target)
-            gap = max(cutoff, math.log(max(ratio, 1.0)) / k_min)
-        elif gap < cutoff:
-            raise ValueError("slab_gap must be >= the real-space cutoff")
+        smearing, cutoff, spacing = self.tuning.choose_parameters(n * d**3, n)
+        gap = self.tuning.slab_gap(a1, a2, n, d, cutoff)
         length = thickness + gap
         origin = float(z.min())
         # internal 3D cell: the vacuum row replaced by n L (differentiable in the cell)
@@ -532,21 +351,9 @@ class ScriptableCoulomb(torch.nn.Module):
         internal_host[axis] = normal_host * length
         energies = self._real_space(positions, internal, charges, periodic, cutoff, smearing)
         internal_lengths = torch.linalg.norm(internal_host, dim=1)
-        shape = self.mesh_shape(
+        shape = self.tuning.mesh_shape(
             [float(internal_lengths[0]), float(internal_lengths[1]), float(internal_lengths[2])],
             spacing,
         )
         energies = energies + self._mesh(positions, internal, charges, shape, smearing)
         return energies + self._slab_correction(positions, internal, charges, axis, length, origin)
-
-    def _shortest_plane_vector(self, a1: torch.Tensor, a2: torch.Tensor) -> float:
-        """Shortest lattice vector of the 2D lattice (a1, a2) (``slab.shortest_plane_vector``)."""
-        u, v = a1.clone(), a2.clone()
-        for _ in range(100):
-            if float(u @ u) > float(v @ v):
-                u, v = v, u
-            m = float(torch.round(torch.tensor(float(u @ v) / float(u @ u))))
-            if m == 0:
-                break
-            v = v - m * u
-        return min(float(torch.linalg.norm(u)), float(torch.linalg.norm(v)))

@@ -101,6 +101,49 @@ def test_scriptable_coulomb_equals_electrostatics(sigma_q, method):
             assert _relative(g, e) < TOL.exact
 
 
+@pytest.mark.parametrize(
+    "method, sigma_q, overrides",
+    [
+        ("pme", 0.0, {}),
+        ("p3m", 0.7, {}),
+        ("pme", 0.5, {"smearing": 2.0}),
+        ("pme", 0.0, {"real_space_cutoff": 9.0, "interpolation_nodes": 5}),
+        ("p3m", 0.0, {"mesh_spacing": 0.8, "slab_gap": 20.0}),
+    ],
+)
+def test_scriptable_tuning_picks_the_python_parameters(method, sigma_q, overrides):
+    """Exactly the same numbers (not merely close): same formulas, same constants."""
+    from hybridpot.electrostatics import slab, tuning
+    from hybridpot.electrostatics.scriptable_tuning import ScriptableTuning
+
+    clean = tuning.validate_overrides(overrides, method)
+    scripted = torch.jit.script(ScriptableTuning(sigma_q, method, 1e-5, clean))
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        cell = np.diag(rng.uniform(8, 30, 3)) + rng.normal(0, 1, (3, 3))
+        n = int(rng.integers(2, 5000))
+        volume = abs(float(np.linalg.det(cell)))
+        expected = tuning.choose_parameters(
+            volume, n, method=method, accuracy=1e-5, sigma_q=sigma_q, overrides=clean
+        )
+        smearing, cutoff, spacing = scripted.choose_parameters(volume, n)
+        assert (smearing, cutoff, spacing) == (
+            expected.smearing,
+            expected.real_space_cutoff,
+            expected.mesh_spacing,
+        )
+        lengths = [float(x) for x in np.linalg.norm(cell, axis=1)]
+        assert tuple(scripted.mesh_shape(lengths, spacing)) == expected.mesh_shape(cell)
+        d = (volume / n) ** (1 / 3)
+        gap = scripted.slab_gap(torch.tensor(cell[0]), torch.tensor(cell[1]), n, d, cutoff)
+        if "slab_gap" in clean:
+            assert gap == clean["slab_gap"]
+        else:
+            # equal to rounding (NumPy and torch compute the area |a1 x a2| differently)
+            expected_gap = slab.choose_gap(cell[0], cell[1], n, d, 1e-5, cutoff, sigma_q)
+            assert gap == pytest.approx(expected_gap, rel=1e-14)
+
+
 def test_export_refuses_what_it_cannot_export(tmp_path):
     from hybridpot.model.export import export_model
 
