@@ -162,6 +162,10 @@ class LossConfig:
     dipole: float = 0.0
     """Weight of the dipole loss ((e·Å)² per component; non-periodic structures)."""
 
+    bec: float = 0.0
+    """Weight of the Born effective charge loss (e² per component of Z*_i; needs BEC
+    labels, ``data.bec_key``)."""
+
 
 @dataclass
 class TrainConfig:
