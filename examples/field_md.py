@@ -161,7 +161,12 @@ def main() -> None:
     FIRE(melt, logfile=None).run(fmax=0.2, steps=30)
     thermalize_momenta(melt, temperature_K=TEMPERATURE, rng=rng)
     Langevin(
-        melt, 2.0 * units.fs, temperature_K=TEMPERATURE, friction=0.02 / units.fs, rng=rng
+        melt,
+        2.0 * units.fs,
+        temperature_K=TEMPERATURE,
+        friction=0.02 / units.fs,
+        fixcm=False,  # the random kicks move the centre of mass; removed before NVE
+        rng=rng,
     ).run(nvt_steps)
     Stationary(melt)
     n = len(melt)
