@@ -112,7 +112,9 @@ class LammpsSession:
         log: LAMMPS log file (None: no log).
 
     After construction the box, atoms, masses and the ``fix external`` are defined;
-    add integrators and output with :meth:`command` and run with ``command("run N")``.
+    add integrators and output with :meth:`command` and run with ``command("run N")``
+    (use :meth:`command`, not ``session.lmp.command``: it re-raises a failure of the model
+    during the run).
 
     Raises:
         ImportError: lammps is not installed.
@@ -179,6 +181,7 @@ class LammpsSession:
                 "thermo_style custom step temp pe ke etotal press vol density",
             ]
         )
+        self._error: Exception | None = None
         self.lmp.set_fix_external_callback(FIX_ID, self._callback, None)
         self.evaluations = 0
 
@@ -196,6 +199,20 @@ class LammpsSession:
         return atoms
 
     def _callback(self, caller, step, nlocal, tag, x, f):
+        # An exception cannot cross LAMMPS' C++ frames: keep it, stop the run softly
+        # (force_timeout) and raise it from command() when LAMMPS returns. Forces are
+        # set to NaN meanwhile so that nothing downstream can pass for a valid step.
+        if self._error is not None:
+            f[:] = np.nan
+            return
+        try:
+            self._evaluate(tag, x, f)
+        except Exception as error:  # noqa: BLE001 - re-raised by command()
+            self._error = error
+            f[:] = np.nan
+            self.lmp.force_timeout()
+
+    def _evaluate(self, tag, x, f):
         atoms = self._current_atoms(tag, x)
         atoms.calc = self.calculator
         energy = atoms.get_potential_energy()
@@ -216,8 +233,19 @@ class LammpsSession:
 
     # ------------------------------------------------------------------ access
     def command(self, text: str) -> None:
-        """Run one LAMMPS command (or several, one per line)."""
+        """Run one LAMMPS command (or several, one per line).
+
+        Raises:
+            RuntimeError: the model (calculator) failed during a run; the run was stopped
+                at that step and the original error is chained.
+        """
         self.lmp.commands_string(text)
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(
+                f"the model failed inside LAMMPS' fix external ({type(error).__name__}: "
+                f"{error}); the run was stopped at that step"
+            ) from error
 
     def thermo(self, name: str) -> float:
         """A thermo keyword's current value (``pe`` eV, ``press`` bar, ``vol`` Å^3, ...)."""

@@ -89,6 +89,19 @@ def test_lammps_rejects_a_flat_cell(model):
         LammpsSession(atoms, hybridpot.HybridCalculator(model=model))
 
 
+def test_a_failing_model_stops_the_run_with_its_error(model):
+    class Failing(hybridpot.HybridCalculator):
+        def calculate(self, *args, **kwargs):
+            raise ValueError("positions: two atoms coincide")
+
+    with LammpsSession(_triclinic_nacl(), Failing(model=model)) as session:
+        session.command("fix nve all nve")
+        with pytest.raises(RuntimeError, match="two atoms coincide") as raised:
+            session.command("run 10")
+        assert isinstance(raised.value.__cause__, ValueError)
+        assert session.lmp.extract_global("ntimestep") <= 1
+
+
 @pytest.mark.slow  # ~30-60 s: TorchScript export and loading
 def test_lammps_with_exported_model(model, tmp_path):
     pytest.importorskip("metatomic_ase", reason="metatomic-torch is not installed")
