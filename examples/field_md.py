@@ -65,7 +65,9 @@ def born_effective_charges(model_path: Path, seed: int) -> dict:
         diagonal = np.einsum("iaa->ia", z[pick])
         result[element] = {
             "z_diagonal_mean": float(diagonal.mean()),
-            "z_offdiagonal_max_abs": float(np.abs(z[pick] - diagonal[:, :, None] * np.eye(3)).max()),
+            "z_offdiagonal_max_abs": float(
+                np.abs(z[pick] - diagonal[:, :, None] * np.eye(3)).max()
+            ),
             "charge_mean": float(charges[pick].mean()),
         }
     return result
@@ -190,10 +192,13 @@ def main() -> None:
         "drift_no_field_eV_per_atom_per_ps": drift(plain, n),
         "field_work_eV_per_atom": float(args.field * gain / n),
     }
-    print(f"M_x gain with field      {gain:+.3f} e·Å   (work E·ΔM {summary['field_work_eV_per_atom']:+.5f} eV/atom)")
+    work = summary["field_work_eV_per_atom"]
+    drift_field = summary["drift_field_eV_per_atom_per_ps"]
+    drift_plain = summary["drift_no_field_eV_per_atom_per_ps"]
+    print(f"M_x gain with field      {gain:+.3f} e·Å   (work E·ΔM {work:+.5f} eV/atom)")
     print(f"M_x gain without field   {gain_plain:+.3f} e·Å")
-    print(f"conserved-quantity drift {summary['drift_field_eV_per_atom_per_ps']:+.2e} eV/atom/ps (field)")
-    print(f"energy drift             {summary['drift_no_field_eV_per_atom_per_ps']:+.2e} eV/atom/ps (no field)")
+    print(f"conserved-quantity drift {drift_field:+.2e} eV/atom/ps (field)")
+    print(f"energy drift             {drift_plain:+.2e} eV/atom/ps (no field)")
 
     with open(out / "steps.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["run", *plain[0]])

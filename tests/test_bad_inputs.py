@@ -255,7 +255,7 @@ def test_calculator_bad_structures(atoms, charge, properties):
     atoms.info["charge"] = charge
     for name in properties:
         _expect_clear_error_or(
-            lambda value: _finite(value) or pytest.fail(f"{name}: {value}"),
+            lambda value, name=name: _finite(value) or pytest.fail(f"{name}: {value}"),
             lambda name=name: calc.get_property(name, atoms),
         )
 

@@ -82,8 +82,9 @@ def test_bec_and_polarization_properties(model):
     assert z.shape == (8, 3, 3)
     np.testing.assert_allclose(z.sum(0), np.zeros((3, 3)), atol=1e-10)
     p = bulk.calc.get_property("polarization", bulk)
-    np.testing.assert_allclose(p, bulk.get_charges() @ bulk.positions / bulk.get_volume(),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        p, bulk.get_charges() @ bulk.positions / bulk.get_volume(), atol=1e-12
+    )
     mol = molecule()
     mol.calc = hybridpot.HybridCalculator(model=model)
     z = mol.calc.get_property("born_effective_charges", mol)

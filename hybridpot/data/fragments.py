@@ -71,8 +71,7 @@ def check_fragments(
     empty = np.setdiff1d(np.arange(num_fragments), ids_array)
     if empty.size:
         raise ValueError(
-            f"{where}: fragments {empty.tolist()} have no atoms (ids must use every value "
-            f"0..F-1)"
+            f"{where}: fragments {empty.tolist()} have no atoms (ids must use every value 0..F-1)"
         )
     if total_charge is not None and abs(charges_array.sum() - total_charge) > CHARGE_SUM_TOLERANCE:
         raise ValueError(
@@ -142,7 +141,9 @@ def fragments_from_atoms(
             )
         return None
     if missing:
-        raise ValueError(f"{where}: fragment ids are given but no fragment charges (info {missing})")
+        raise ValueError(
+            f"{where}: fragment ids are given but no fragment charges (info {missing})"
+        )
     try:
         charges = np.asarray(charges, dtype=np.float64)
     except (TypeError, ValueError):

@@ -99,7 +99,8 @@ def test_model_charge_gradients_with_fragments_equal_finite_differences(model):
 
     def objective(positions):
         moved = graph_from_atoms(
-            ase.Atoms(atoms.numbers, positions=positions.detach().numpy()), model.cutoff,
+            ase.Atoms(atoms.numbers, positions=positions.detach().numpy()),
+            model.cutoff,
             fragments=(atoms.arrays["fragment"], atoms.info["fragment_charges"]),
         )
         moved.positions = positions
@@ -131,10 +132,8 @@ def test_batching_mixes_structures_with_and_without_fragments(model):
     for g in graphs:
         alone = model(g)
         n = g.num_nodes
-        assert torch.allclose(out[keys.CHARGES][start : start + n], alone[keys.CHARGES],
-                              atol=1e-13)
-        assert torch.allclose(out[keys.FORCES][start : start + n], alone[keys.FORCES],
-                              atol=1e-11)
+        assert torch.allclose(out[keys.CHARGES][start : start + n], alone[keys.CHARGES], atol=1e-13)
+        assert torch.allclose(out[keys.FORCES][start : start + n], alone[keys.FORCES], atol=1e-11)
         start += n
     parts = split_graph(batch)
     assert parts[1].fragment.tolist() == [0] * 4 + [1] * 4

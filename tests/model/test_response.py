@@ -91,9 +91,13 @@ def test_molecule_field_energy_is_minus_dipole_dot_field_and_forces_are_its_grad
     forces = out[keys.FORCES].detach().numpy()
     assert np.abs(forces - numeric).max() <= 1e-6 * np.abs(forces).max()
     # The field part of the forces is Z*ᵀE (its net force Q·E on a charged molecule).
-    bec = evaluate(
-        model, atoms, compute_forces=False, compute_stress=False, compute_bec=True
-    )[keys.BORN_EFFECTIVE_CHARGES].detach().numpy()
+    bec = (
+        evaluate(model, atoms, compute_forces=False, compute_stress=False, compute_bec=True)[
+            keys.BORN_EFFECTIVE_CHARGES
+        ]
+        .detach()
+        .numpy()
+    )
     field_forces = forces - plain[keys.FORCES].detach().numpy()
     np.testing.assert_allclose(field_forces, np.einsum("iab,a->ib", bec, FIELD), atol=1e-12)
     np.testing.assert_allclose(field_forces.sum(0), atoms.info["charge"] * FIELD, atol=1e-12)
@@ -172,8 +176,9 @@ def test_polarization_is_dipole_over_volume_for_bulk_only(model):
 def test_bec_can_be_trained_on(model):
     """compute_bec with create_graph: the BEC depend on the weights (second derivatives)."""
     graph = graph_from_atoms(structure("molecule", seed=8), model.cutoff)
-    out = model(graph, compute_forces=True, compute_stress=False, compute_bec=True,
-                create_graph=True)
+    out = model(
+        graph, compute_forces=True, compute_stress=False, compute_bec=True, create_graph=True
+    )
     loss = out[keys.BORN_EFFECTIVE_CHARGES].pow(2).sum()
     weights = [p for p in model.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, weights, allow_unused=True)

@@ -50,8 +50,7 @@ def _config(tmp_path, data, *overrides):
 def test_training_on_bec_lowers_the_bec_error(tmp_path):
     path = tmp_path / "clusters.xyz"
     ase.io.write(path, clusters_with_bec(8, seed=4), format="extxyz")
-    config = _config(tmp_path, path, "epochs=4", "loss.bec=10", "loss.forces=1",
-                     "optim.lr=0.02")
+    config = _config(tmp_path, path, "epochs=4", "loss.bec=10", "loss.forces=1", "optim.lr=0.02")
     result = Trainer(config).fit()
     history = result.history
     assert all(np.isfinite(row["val_bec_mae"]) for row in history)

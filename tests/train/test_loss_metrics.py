@@ -127,7 +127,14 @@ def test_metrics_by_hand(batch):
     assert result["charges_mae"] == pytest.approx(100.0)
     assert result["charges_rmse"] == pytest.approx(100.0)
     assert "stress_mae" not in result and "dipole_mae" not in result
-    assert metrics.count == {"energy": 2, "forces": 24, "stress": 0, "charges": 2, "dipole": 0}
+    assert metrics.count == {
+        "energy": 2,
+        "forces": 24,
+        "stress": 0,
+        "charges": 2,
+        "dipole": 0,
+        "bec": 0,
+    }
 
 
 def test_metrics_accumulate_over_batches(batch):
