@@ -104,6 +104,7 @@ def test_charges_equal_independent_reference(name):
     np.testing.assert_allclose(q, reference, rtol=0, atol=1e-6 * np.abs(reference).max())
 
 
+@pytest.mark.slow  # ~60 s on a shared 2-core machine (the dense matrix: 253 energies)
 def test_batched_mixture_with_fragments_equals_dense_solve():
     """Molecule + charged bulk + slab in one batch, the bulk split into two fragments with
     their own charges: one CG solve for all, equal to the dense KKT solve, group sums exact."""
@@ -142,7 +143,12 @@ def _scalar_of_charges(q):
     return (weights * q).sum() + (q**3).sum()
 
 
-@pytest.mark.parametrize("name", CASES)
+# Periodic cases: 1-3 min each on a shared 2-core machine (every finite difference of
+# the cell retunes and replans the mesh), hence slow; the molecule runs by default.
+@pytest.mark.parametrize(
+    "name",
+    [n if n == "molecule" else pytest.param(n, marks=pytest.mark.slow) for n in CASES],
+)
 def test_implicit_gradient_matches_finite_differences(name):
     """dL(q*)/d(chi, J, positions, cell) by the adjoint solve, against central differences
     (torch.autograd.gradcheck, float64)."""
@@ -167,7 +173,7 @@ def test_implicit_gradient_matches_finite_differences(name):
     assert torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["molecule", "bulk"])
+@pytest.mark.parametrize("name", ["molecule", pytest.param("bulk", marks=pytest.mark.slow)])
 def test_second_derivatives_match_finite_differences(name):
     """The backward pass is differentiable (training on forces): gradgradcheck."""
     graph = graph_from_atoms(random_structure(**{**CASES[name], "n": 4}), 3.0)
