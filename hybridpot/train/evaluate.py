@@ -34,22 +34,27 @@ def predict(
     batch_size: int = 8,
     metrics: Metrics | None = None,
     progress: bool = False,
+    bec: bool | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Per-structure predictions (float64 numpy) of ``model`` for ``graphs``.
 
     Each dict holds energy (eV, scalar), energies (N,), forces (N, 3) eV/Å, charges
     (N,) e, energy_short and energy_coulomb (eV), stress (3, 3) eV/Å³ for fully
-    periodic structures and dipole (3,) e·Å for non-periodic ones. When ``metrics`` is
-    given, each batch's errors against the graphs' labels are added to it.
+    periodic structures, dipole (3,) e·Å for non-periodic ones, and with ``bec``
+    (default: when any graph carries Born effective charge labels) born_effective_charges
+    (N, 3, 3) e. When ``metrics`` is given, each batch's errors against the graphs'
+    labels are added to it.
     """
     dtype, device = _model_dtype_device(model)
     model.eval()
     graphs = [g.to(dtype=dtype) for g in graphs]
     stress = any(bool(has_volume(g.pbc).any()) for g in graphs)
+    if bec is None:
+        bec = any(keys.BORN_EFFECTIVE_CHARGES in g.labels for g in graphs)
     loader = GraphLoader(graphs, batch_size, device=device)
     results = []
     for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
-        pred = model(batch, compute_forces=True, compute_stress=stress)
+        pred = model(batch, compute_forces=True, compute_stress=stress, compute_bec=bec)
         pred = {k: v.detach() for k, v in pred.items()}
         if metrics is not None:
             metrics.update(pred, batch)
@@ -65,6 +70,8 @@ def predict(
                 keys.ENERGY_SHORT: pred[keys.ENERGY_SHORT][b],
                 keys.ENERGY_COULOMB: pred[keys.ENERGY_COULOMB][b],
             }
+            if bec:
+                out[keys.BORN_EFFECTIVE_CHARGES] = pred[keys.BORN_EFFECTIVE_CHARGES][atoms]
             if bool(has_volume(batch.pbc[b])):
                 out[keys.STRESS] = pred[keys.STRESS][b]
             elif bool(has_dipole(batch.pbc[b])):
@@ -123,7 +130,10 @@ def write_predictions(
 
     Predictions go under the standard names (energy, forces, stress, charges, read back
     by ASE as calculator results; ``energy_short``, ``energy_coulomb`` and, for
-    non-periodic structures, ``dipole`` in ``info``); reference labels found under the
+    non-periodic structures, ``dipole`` in ``info``; Born effective charges, when
+    predicted, as the calculator result ``born_effective_charges`` (N, 9) row-major);
+    reference
+    labels found under the
     ``data_keys`` are kept as ``ref_<name>``.
     """
     if len(images) != len(predictions):
@@ -138,6 +148,7 @@ def write_predictions(
         keys.STRESS: k.stress_key,
         keys.CHARGES: k.charges_key,
         keys.DIPOLE: k.dipole_key,
+        keys.BORN_EFFECTIVE_CHARGES: k.bec_key,
     }
     out = []
     for atoms, pred in zip(images, predictions, strict=True):
@@ -151,6 +162,8 @@ def write_predictions(
                 continue
             if name in (keys.FORCES, keys.CHARGES):
                 new.arrays[f"ref_{name}"] = labels[name]
+            elif name == keys.BORN_EFFECTIVE_CHARGES:
+                new.arrays[f"ref_{name}"] = labels[name].reshape(-1, 9)
             elif name == keys.STRESS:
                 new.info[f"ref_{name}"] = voigt(labels[name].reshape(3, 3))
             elif name == keys.DIPOLE:
@@ -168,6 +181,10 @@ def write_predictions(
         new.info[keys.ENERGY_COULOMB] = float(pred[keys.ENERGY_COULOMB])
         if keys.DIPOLE in pred:
             new.info[keys.DIPOLE] = pred[keys.DIPOLE]
+        if keys.BORN_EFFECTIVE_CHARGES in pred:
+            # ASE's own property, (N, 9) row-major (extxyz cannot write (N, 3, 3)),
+            # Z_i[a, b] = dM_a/dr_ib.
+            results["born_effective_charges"] = pred[keys.BORN_EFFECTIVE_CHARGES].reshape(-1, 9)
         new.calc = SinglePointCalculator(new, **results)
         out.append(new)
     buffer = io.StringIO()
