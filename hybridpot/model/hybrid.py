@@ -205,7 +205,8 @@ class HybridModel(torch.nn.Module):
         energies_qeq = None
         if self.model_config.charge_model == "qeq":
             charges, energies_qeq = self._equilibrate(
-                out, graph, strained_positions, strained_cell, charge_group, group_charge
+                out, graph, positions, strained_positions, strained_cell, charge_group,
+                group_charge,
             )
         else:
             charges = out[keys.CHARGES]
@@ -297,14 +298,24 @@ class HybridModel(torch.nn.Module):
     def sigma_q(self) -> float:
         return self.model_config.sigma_q
 
-    def _equilibrate(self, out, graph, positions, cell, charge_group, group_charge):
+    def _equilibrate(self, out, graph, leaf, positions, cell, charge_group, group_charge):
         """Qeq charges (N,) e and on-site energies (N,) eV from the network's chi and J
         (``charge_model="qeq"``): the constrained minimum of sum chi q + (1/2) sum
         (J + J_self) q² + E_coulomb(q), solved matrix-free and differentiated implicitly
-        (:mod:`hybridpot.electrostatics.qeq`)."""
+        (:mod:`hybridpot.electrostatics.qeq`).
+
+        A field on a non-periodic structure enters the minimum: its energy -M·E =
+        -sum q_i r_i·E is linear in q, a shift chi_i - r_i·E (``leaf``: the positions the
+        dipole is taken from). Periodic structures' charges do not see the field (their
+        field energy is not defined; only the Z*ᵀE forces are applied)."""
         chi, hardness = out[keys.ELECTRONEGATIVITY], out[keys.HARDNESS]
+        shifted = chi
+        if graph.electric_field is not None:
+            field = graph.electric_field.to(chi.dtype)
+            field = torch.where(has_dipole(graph.pbc)[:, None], field, torch.zeros_like(field))
+            shifted = chi - (leaf * field.index_select(0, graph.batch)).sum(-1)
         charges = equilibrate_charges(
-            chi,
+            shifted,
             hardness,
             positions,
             cell,

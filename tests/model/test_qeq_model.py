@@ -84,6 +84,33 @@ def test_charges_are_the_constrained_minimum(qeq_model):
     torch.testing.assert_close(out[keys.ENERGY], total, rtol=0, atol=1e-10)
 
 
+def test_field_polarises_a_molecule_through_qeq(qeq_model):
+    """A field on a molecule enters the Qeq minimum (chi - r·E): the dipole follows the
+    field, the effective chemical potential is constant, and forces still equal finite
+    differences of the energy (which includes -M·E)."""
+    atoms = random_structure(**CASES["molecule"])
+    field = np.array([0.3, -0.2, 0.1])  # V/Å
+    plain = qeq_model(graph_from_atoms(atoms, CUTOFF), compute_stress=False)
+    atoms.info["electric_field"] = field
+    graph = graph_from_atoms(atoms, CUTOFF)
+    out = qeq_model(graph, compute_stress=False)
+    induced = (out[keys.DIPOLE] - plain[keys.DIPOLE]).detach().numpy()[0]
+    assert induced @ field > 0  # the induced dipole points along the field
+    network_out = qeq_model.network(
+        graph.numbers, graph.edge_index, graph.edge_vectors(), graph.batch, 1, graph.total_charge
+    )
+    chi = network_out[keys.ELECTRONEGATIVITY].detach()
+    hardness = network_out[keys.HARDNESS].detach()
+    q = out[keys.CHARGES].detach()
+    # POTENTIAL = dE/dq minus the on-site terms: the Coulomb potential minus r·E.
+    mu = chi + (hardness + self_hardness(qeq_model.sigma_q)) * q + out[keys.POTENTIAL].detach()
+    assert float(mu.max() - mu.min()) < 1e-9 * float(mu.abs().max())
+    expected = numerical_forces(_energy(qeq_model), atoms)
+    np.testing.assert_allclose(
+        out[keys.FORCES].detach().numpy(), expected, atol=1e-6 * np.abs(expected).max()
+    )
+
+
 def test_batch_equals_one_by_one(qeq_model):
     structures = [random_structure(**CASES[n]) for n in ("molecule", "charged", "slab")]
     graphs = [graph_from_atoms(a, CUTOFF) for a in structures]
