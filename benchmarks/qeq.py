@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from hybridpot.electrostatics import Electrostatics, equilibrate_charges
+from hybridpot.fileio import atomic_write_text
 from hybridpot.electrostatics.qeq import CoulombOperator
 from hybridpot.testing import rocksalt_supercell
 
@@ -109,6 +110,7 @@ def main() -> None:
     rows = []
     print("| atoms | CG iterations | PME calls | solve (s) | one call (s) | solve / call | µs/atom |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     for n in args.sizes:
         row = run(n, args.tolerance, args.repeats)
         rows.append(row)
@@ -118,14 +120,14 @@ def main() -> None:
             f"{row['us_per_atom']:.1f} |",
             flush=True,
         )
-    result = {
-        "machine": f"{platform.processor() or platform.machine()}, {args.threads} threads "
-        "(shared 2-core machine, noisy)",
-        "torch": torch.__version__,
-        "rows": rows,
-    }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        result = {
+            "machine": f"{platform.processor() or platform.machine()}, {args.threads} threads "
+            "(shared 2-core machine, noisy)",
+            "torch": torch.__version__,
+            "rows": rows,
+        }
+        # Written after every size, so a run cut short keeps what it measured.
+        atomic_write_text(args.output, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ import hybridpot
 
 
 def run_nve(
-    timestep_fs: float, duration_fs: float = 300.0, repeat: int = 3, **config
+    timestep_fs: float, duration_fs: float = 300.0, repeat: int = 3, log=None, **config
 ) -> tuple[float, float]:
     """(drift in eV/atom/ps from a linear fit, std of the detrended energy per atom) of a
-    rock-salt cell of ``8 repeat³`` ions; ``config`` overrides model config entries."""
+    rock-salt cell of ``8 repeat³`` ions; ``config`` overrides model config entries;
+    ``log(step, total_energy)`` is called at every step when given."""
     torch.manual_seed(0)
     model = hybridpot.build_model(
         {
@@ -46,9 +47,13 @@ def run_nve(
     Stationary(atoms)
     energies = []
     dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
-    dynamics.attach(
-        lambda: energies.append(atoms.get_potential_energy() + atoms.get_kinetic_energy()), 1
-    )
+
+    def record():
+        energies.append(atoms.get_potential_energy() + atoms.get_kinetic_energy())
+        if log is not None:
+            log(len(energies) - 1, energies[-1])
+
+    dynamics.attach(record, 1)
     dynamics.run(round(duration_fs / timestep_fs))
     e = np.asarray(energies) / len(atoms)
     t_ps = np.arange(len(e)) * timestep_fs * 1e-3
