@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from hybridpot.electrostatics import Electrostatics, equilibrate_charges
-from hybridpot.fileio import atomic_write_text
 from hybridpot.electrostatics.qeq import CoulombOperator
+from hybridpot.fileio import atomic_write_text
 from hybridpot.testing import rocksalt_supercell
 
 
@@ -65,8 +65,18 @@ def run(n: int, tolerance: float, repeats: int, seed: int = 0) -> dict:
 
     def solve(stats=None):
         return equilibrate_charges(
-            chi, hardness, positions, cell, pbc, batch, batch, zero, es,
-            plan=plan, tolerance=tolerance, stats=stats,
+            chi,
+            hardness,
+            positions,
+            cell,
+            pbc,
+            batch,
+            batch,
+            zero,
+            es,
+            plan=plan,
+            tolerance=tolerance,
+            stats=stats,
         )
 
     solve()  # warm-up
@@ -99,8 +109,13 @@ def run(n: int, tolerance: float, repeats: int, seed: int = 0) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 8, 10, 13],
-                        help="supercell repeats n (8 n³ atoms)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[5, 8, 10, 13],
+        help="supercell repeats n (8 n³ atoms)",
+    )
     parser.add_argument("--tolerance", type=float, default=1e-6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -108,7 +123,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    print("| atoms | CG iterations | PME calls | solve (s) | one call (s) | solve / call | µs/atom |")
+    print(
+        "| atoms | CG iterations | PME calls | solve (s) | one call (s) | solve / call | µs/atom |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     for n in args.sizes:

@@ -52,10 +52,16 @@ def main() -> None:
         atomic_write_text(
             args.output,
             json.dumps(
-                {"dataset": key, "epochs": args.epochs, "dtype": args.dtype,
-                 "machine": "shared 2-core machine, 1 thread, noisy", "runs": rows},
+                {
+                    "dataset": key,
+                    "epochs": args.epochs,
+                    "dtype": args.dtype,
+                    "machine": "shared 2-core machine, 1 thread, noisy",
+                    "runs": rows,
+                },
                 indent=2,
-            ) + "\n",
+            )
+            + "\n",
         )
 
 

@@ -53,8 +53,17 @@ def solve(atoms, electrostatics, groups=None, charges=None, positions=None, stat
     charges = graph.total_charge if charges is None else charges
     positions = graph.positions if positions is None else positions
     q = equilibrate_charges(
-        chi, hardness, positions, graph.cell, graph.pbc, graph.batch, groups, charges,
-        electrostatics, tolerance=1e-10, stats=stats,
+        chi,
+        hardness,
+        positions,
+        graph.cell,
+        graph.pbc,
+        graph.batch,
+        groups,
+        charges,
+        electrostatics,
+        tolerance=1e-10,
+        stats=stats,
     )
     return graph, chi, hardness, q
 
@@ -79,8 +88,11 @@ def crystal(quick: bool, summary: dict) -> None:
         return float(es(graph.positions, graph.cell, graph.pbc, c, graph.batch, plan=plan).sum())
 
     dense, mu = dense_qeq(
-        chi.numpy(), hardness.numpy() + self_hardness(SIGMA_Q),
-        matrix_from_energy(energy, len(atoms)), np.zeros(len(atoms), dtype=int), [0.0],
+        chi.numpy(),
+        hardness.numpy() + self_hardness(SIGMA_Q),
+        matrix_from_energy(energy, len(atoms)),
+        np.zeros(len(atoms), dtype=int),
+        [0.0],
     )
     difference = float(np.abs(q - dense).max())
     print(f"   dense KKT solve: max |q_CG - q_dense| {difference:.2e} e, mu {mu[0]:+.4f} eV/e")
@@ -102,8 +114,10 @@ def crystal(quick: bool, summary: dict) -> None:
             + float(es(moved, graph.cell, graph.pbc, qm, graph.batch).sum())
         )
     numerical = -(values[0] - values[1]) / (2 * h)
-    print(f"   force on atom {atom} (y): implicit {-float(grad[atom, axis]):+.6f}, "
-          f"finite difference {numerical:+.6f} eV/Å")
+    print(
+        f"   force on atom {atom} (y): implicit {-float(grad[atom, axis]):+.6f}, "
+        f"finite difference {numerical:+.6f} eV/Å"
+    )
     summary["crystal"] = {
         "atoms": len(atoms),
         "na_mean": float(q[sodium].mean()),

@@ -125,5 +125,7 @@ def check_qeq_tolerance(tolerance, name: str = "qeq_tolerance") -> float:
     if not _is_real(tolerance):
         raise TypeError(f"{name} must be a number, got {type(tolerance).__name__}")
     if not 0 < tolerance < 1:
-        raise ValueError(f"{name} (relative residual of the Qeq solve) must be in (0, 1), got {tolerance!r}")
+        raise ValueError(
+            f"{name} (relative residual of the Qeq solve) must be in (0, 1), got {tolerance!r}"
+        )
     return float(tolerance)

@@ -45,7 +45,8 @@ BORN_EFFECTIVE_CHARGES = "born_effective_charges"  # (N, 3, 3) e, Z*_i[a, b] = d
 ATOMIC_DIPOLES = "atomic_dipoles"  # (N, 3) e·Å, network output with predict_dipoles (l = 1 readout)
 ELECTRONEGATIVITY = "electronegativity"  # (N,) eV/e, chi_i read out with charge_model "qeq"
 HARDNESS = "hardness"  # (N,) eV/e², J_i > 0 read out with charge_model "qeq" (J_self not included)
-ENERGY_QEQ = "energy_qeq"  # (B,) eV, sum chi q + (1/2) sum (J + J_self) q² (charge_model "qeq"; else 0)
+#: (B,) eV, sum chi q + (1/2) sum (J + J_self) q² (charge_model "qeq"; 0 otherwise)
+ENERGY_QEQ = "energy_qeq"
 
 # --- training labels (AtomicGraph.labels) besides the outputs above -------------------
 WEIGHT = "weight"  # (B,) per-structure loss weight, >= 0 (1 when the file gives none)

@@ -71,9 +71,7 @@ class CoulombOperator:
         num_groups: G.
     """
 
-    def __init__(
-        self, electrostatics, plan, pbc, batch, group_index, num_groups: int, stats=None
-    ):
+    def __init__(self, electrostatics, plan, pbc, batch, group_index, num_groups: int, stats=None):
         self.electrostatics = electrostatics
         self.plan = plan
         self.pbc = pbc
@@ -370,7 +368,11 @@ def equilibrate_charges(
     if n and not bool((hardness.detach() > 0).all()):
         raise ValueError(f"hardness must be > 0 eV/e², got minimum {float(hardness.min()):g}")
     hp.check_qeq_tolerance(tolerance)
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
+    if (
+        not isinstance(max_iterations, int)
+        or isinstance(max_iterations, bool)
+        or max_iterations < 1
+    ):
         raise ValueError(f"max_iterations must be a positive integer, got {max_iterations!r}")
     num_groups = check_groups(group_index, group_charge, n)
     if group_charge.requires_grad:

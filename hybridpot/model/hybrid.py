@@ -205,7 +205,12 @@ class HybridModel(torch.nn.Module):
         energies_qeq = None
         if self.model_config.charge_model == "qeq":
             charges, energies_qeq = self._equilibrate(
-                out, graph, positions, strained_positions, strained_cell, charge_group,
+                out,
+                graph,
+                positions,
+                strained_positions,
+                strained_cell,
+                charge_group,
                 group_charge,
             )
         else:

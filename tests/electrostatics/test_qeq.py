@@ -44,7 +44,15 @@ def _solve(graph, chi, hardness, es, groups=None, charges=None, **kwargs):
     groups = graph.batch if groups is None else groups
     charges = graph.total_charge if charges is None else charges
     return equilibrate_charges(
-        chi, hardness, graph.positions, graph.cell, graph.pbc, graph.batch, groups, charges, es,
+        chi,
+        hardness,
+        graph.positions,
+        graph.cell,
+        graph.pbc,
+        graph.batch,
+        groups,
+        charges,
+        es,
         **kwargs,
     )
 
@@ -97,8 +105,11 @@ def test_charges_equal_independent_reference(name):
         potential = lambda c: direct_sum(atoms.positions, c, sigma_q=SIGMA_Q)["potential"]  # noqa: E731
     matrix = matrix_from_potential(potential, len(atoms))
     reference, _ = dense_qeq(
-        chi.numpy(), hardness.numpy() + self_hardness(SIGMA_Q), matrix,
-        np.zeros(len(atoms), dtype=int), [atoms.info["charge"]],
+        chi.numpy(),
+        hardness.numpy() + self_hardness(SIGMA_Q),
+        matrix,
+        np.zeros(len(atoms), dtype=int),
+        [atoms.info["charge"]],
     )
     # PME at accuracy 1e-8: the charges agree to about that.
     np.testing.assert_allclose(q, reference, rtol=0, atol=1e-6 * np.abs(reference).max())
@@ -159,8 +170,16 @@ def test_implicit_gradient_matches_finite_differences(name):
 
     def loss(chi, hardness, positions, cell):
         q = equilibrate_charges(
-            chi, hardness, positions, cell, graph.pbc, graph.batch, graph.batch,
-            graph.total_charge, es, tolerance=TIGHT,
+            chi,
+            hardness,
+            positions,
+            cell,
+            graph.pbc,
+            graph.batch,
+            graph.batch,
+            graph.total_charge,
+            es,
+            tolerance=TIGHT,
         )
         return _scalar_of_charges(q)
 
@@ -182,8 +201,16 @@ def test_second_derivatives_match_finite_differences(name):
 
     def loss(chi, hardness, positions):
         q = equilibrate_charges(
-            chi, hardness, positions, graph.cell, graph.pbc, graph.batch, graph.batch,
-            graph.total_charge, es, tolerance=TIGHT,
+            chi,
+            hardness,
+            positions,
+            graph.cell,
+            graph.pbc,
+            graph.batch,
+            graph.batch,
+            graph.total_charge,
+            es,
+            tolerance=TIGHT,
         )
         return _scalar_of_charges(q)
 
@@ -204,8 +231,17 @@ def test_energy_gradient_needs_no_adjoint_iteration():
     positions = graph.positions.clone().requires_grad_()
     stats = {}
     q = equilibrate_charges(
-        chi, hardness, positions, graph.cell, graph.pbc, graph.batch, graph.batch,
-        graph.total_charge, es, tolerance=1e-8, stats=stats,
+        chi,
+        hardness,
+        positions,
+        graph.cell,
+        graph.pbc,
+        graph.batch,
+        graph.batch,
+        graph.total_charge,
+        es,
+        tolerance=1e-8,
+        stats=stats,
     )
     energy = (chi * q + 0.5 * (hardness + self_hardness(SIGMA_Q)) * q * q).sum()
     energy = energy + es(positions, graph.cell, graph.pbc, q, graph.batch).sum()
