@@ -3,10 +3,13 @@
 Same network, data, loss, epochs and seed as ``benchmarks/real_data.py``'s dimer runs
 (train on the 10 short-distance frames, test on the 3 long-distance ones), once with
 ``charge_model: latent`` and once with ``charge_model: qeq`` (sigma_q = 1 Å, the
-default). ``--epochs`` sets the (equal) budget. Results (test errors, training time):
-``benchmarks/results/qeq_training.json``, written after every run.
+default). ``--epochs`` sets the (equal) budget. ``--fragments`` adds the monomers as
+charge groups (``chargeA``/``chargeB`` at the split ``indexB``): no charge flows between
+the two molecules. Results (test errors, training time):
+``benchmarks/results/qeq_training.json`` (``qeq_training_fragments.json``), written
+after every run.
 
-    OMP_NUM_THREADS=1 python benchmarks/qeq_training.py --epochs 100
+    OMP_NUM_THREADS=1 python benchmarks/qeq_training.py --epochs 100 [--fragments]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=real_data.DEFAULT_DATA)
     parser.add_argument("--output", type=Path, default=HERE / "results" / "qeq_training.json")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--fragments", action="store_true", help="monomers as charge groups")
     args = parser.parse_args()
     folder = args.data_dir / "charged-dimers"
     if not folder.is_dir():
@@ -40,11 +44,32 @@ def main() -> None:
     runs = real_data.dimer_runs(folder, workdir, quick=False)
     key, _, model, training, files, keys = next(r for r in runs if r[1] == "hybrid")
     training = {**real_data.TRAINING, **training, "epochs": args.epochs, "dtype": args.dtype}
+    if args.fragments:
+        # Put the monomer charges and the split back (the prepared files keep only the
+        # total charge); same frames, same order.
+        for split in ("train", "test"):
+            raw = real_data.read(folder / f"{split}-id0.xyz")
+            prepared = real_data.read(files[split])
+            for atoms, source in zip(prepared, raw, strict=True):
+                for name in ("chargeA", "chargeB", "indexB"):
+                    atoms.info[name] = source.info[name]
+            real_data.write(prepared, files[split])
+        files = {**files, "valid": files["train"]}
+        keys = {
+            **keys,
+            "fragment_charges_key": ["chargeA", "chargeB"],
+            "fragment_split_key": "indexB",
+        }
     rows = {}
     for charge_model in ("latent", "qeq"):
         config = {**real_data.NETWORK, **model, "charge_model": charge_model}
         row = real_data.fit_and_test(
-            f"{key}-{charge_model}", config, training, files, keys, workdir
+            f"{key}-{charge_model}{'-fragments' if args.fragments else ''}",
+            config,
+            training,
+            files,
+            keys,
+            workdir,
         )
         rows[charge_model] = row
         test = row["test"]
