@@ -39,6 +39,15 @@ SIGMA_Q = 1.0  # Å, Gaussian charge width
 COULOMB_METHOD = "auto"
 COULOMB_ACCURACY = 1e-4  # relative RMS force error
 
+# --- charge equilibration (charge_model = "qeq") ----------------------------------------
+CHARGE_MODEL = "latent"
+#: Relative residual of the Qeq solve: ||KKT residual|| <= tol * ||A q0 - rhs||.
+QEQ_TOLERANCE = 1e-6
+#: CG iterations before the solve gives up with an error.
+QEQ_MAX_ITERATIONS = 500
+#: eV/e², added to softplus(network output) so the hardness J_i stays > 0.
+QEQ_MIN_HARDNESS = 0.5
+
 # --- allowed values -----------------------------------------------------------------------
 #: Largest l of the edge spherical harmonics supported (and tested); l_max is in 0..MAX_L.
 MAX_L = 4
@@ -47,6 +56,8 @@ MAX_L = 4
 MIN_POLYNOMIAL_DEGREE = 2
 SELF_CONNECTIONS = ("species", "linear", "none")
 CHARGE_PROJECTIONS = ("weighted", "uniform")
+#: ``charge_model``: charges read out directly ("latent") or by charge equilibration.
+CHARGE_MODELS = ("latent", "qeq")
 #: ``coulomb_method`` / ``Electrostatics(method=...)``.
 COULOMB_METHODS = ("auto", "pme", "ewald", "p3m", "direct")
 
@@ -107,3 +118,14 @@ def check_accuracy(accuracy, name: str = "accuracy") -> float:
             f"{name} (target relative RMS force error) must be in (0, 1), got {accuracy!r}"
         )
     return float(accuracy)
+
+
+def check_qeq_tolerance(tolerance, name: str = "qeq_tolerance") -> float:
+    """The relative residual of the Qeq solve: a number in (0, 1)."""
+    if not _is_real(tolerance):
+        raise TypeError(f"{name} must be a number, got {type(tolerance).__name__}")
+    if not 0 < tolerance < 1:
+        raise ValueError(
+            f"{name} (relative residual of the Qeq solve) must be in (0, 1), got {tolerance!r}"
+        )
+    return float(tolerance)

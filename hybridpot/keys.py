@@ -43,6 +43,10 @@ DIPOLE = "dipole"  # (B, 3) e·Å, sum_i q_i r_i; only meaningful for non-period
 POLARIZATION = "polarization"  # (B, 3) e/Å², sum_i q_i r_i / V of periodic structures (r as given)
 BORN_EFFECTIVE_CHARGES = "born_effective_charges"  # (N, 3, 3) e, Z*_i[a, b] = dmu_a/dr_ib
 ATOMIC_DIPOLES = "atomic_dipoles"  # (N, 3) e·Å, network output with predict_dipoles (l = 1 readout)
+ELECTRONEGATIVITY = "electronegativity"  # (N,) eV/e, chi_i read out with charge_model "qeq"
+HARDNESS = "hardness"  # (N,) eV/e², J_i > 0 read out with charge_model "qeq" (J_self not included)
+#: (B,) eV, sum chi q + (1/2) sum (J + J_self) q² (charge_model "qeq"; 0 otherwise)
+ENERGY_QEQ = "energy_qeq"
 
 # --- exported models (metatomic's standard quantity names; its energy output is ENERGY:
 # (B, 1) eV per system or (N, 1) eV per atom) -------------------------------------------

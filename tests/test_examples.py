@@ -330,3 +330,18 @@ def test_lammps_example_runs_nve_and_npt(relaxed):
     assert abs(summary["npt_density_ratio"] - 1.0) < 0.03
     with open(output / "lammps_md" / "nve.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 8
+
+
+@pytest.mark.slow  # ~40 s on the shared machine (user time ~4 s)
+def test_qeq_example_matches_dense_solve_and_finite_differences(tmp_path):
+    stdout = run_example("qeq_charges.py", "--quick", "--output", str(tmp_path))
+    summary = json.loads((tmp_path / "qeq_charges" / "summary.json").read_text())
+    crystal = summary["crystal"]
+    assert crystal["dense_difference"] < 1e-8
+    assert abs(crystal["sum"]) < 1e-12
+    assert crystal["na_mean"] > 0 > crystal["cl_mean"]
+    assert abs(crystal["force_implicit"] - crystal["force_numerical"]) < 1e-6
+    transfer = [row["q_na"] for row in summary["dimer"]]
+    assert transfer == sorted(transfer, reverse=True)  # less transfer further apart
+    assert all(abs(row["q_na_fragments"]) < 1e-12 for row in summary["dimer"])
+    assert "dense KKT solve" in stdout

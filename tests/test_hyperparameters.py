@@ -76,7 +76,7 @@ def test_network_takes_every_network_field_of_model_config():
     """The network's defaults were compared on the fields it shares with ModelConfig;
     make sure that is every field that is not about the electrostatics."""
     network = set(inspect.signature(EquivariantNetwork).parameters)
-    electrostatics = {"coulomb", "sigma_q", "coulomb_method", "coulomb_accuracy"}
+    electrostatics = {"coulomb", "sigma_q", "coulomb_method", "coulomb_accuracy", "qeq_tolerance"}
     assert set(_config_defaults()) - electrostatics <= network
 
 

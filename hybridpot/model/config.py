@@ -100,6 +100,15 @@ class ModelConfig:
     charge_projection: str = hp.CHARGE_PROJECTION
     """How predicted charges are corrected to the total charge: ``"uniform"`` or ``"weighted"``."""
 
+    charge_model: str = hp.CHARGE_MODEL
+    """Where the charges come from: ``"latent"`` (read out of the network and projected to
+    the total charge) or ``"qeq"`` (charge equilibration: the network gives per-atom
+    electronegativities and hardnesses, the charges minimise the energy under the charge
+    constraints; needs ``coulomb`` and ``sigma_q`` > 0; see ``docs/qeq.md``)."""
+
+    qeq_tolerance: float = hp.QEQ_TOLERANCE
+    """Relative residual at which the Qeq conjugate-gradient solve stops (``"qeq"`` only)."""
+
     coulomb: bool = hp.COULOMB
     """Add the Coulomb energy of the predicted charges (False: short-range-only twin)."""
 
@@ -198,6 +207,14 @@ class ModelConfig:
         hp.check_choice(self.coulomb_method, "coulomb_method", hp.COULOMB_METHODS)
         hp.check_sigma_q(self.sigma_q)
         hp.check_accuracy(self.coulomb_accuracy, "coulomb_accuracy")
+        hp.check_choice(self.charge_model, "charge_model", hp.CHARGE_MODELS)
+        hp.check_qeq_tolerance(self.qeq_tolerance)
+        if self.charge_model == "qeq" and not (self.coulomb and self.sigma_q > 0):
+            raise ValueError(
+                "charge_model 'qeq' needs coulomb true and sigma_q > 0 (Gaussian charges: a "
+                f"point charge's self-energy is infinite), got coulomb={self.coulomb}, "
+                f"sigma_q={self.sigma_q}"
+            )
         if not self.avg_num_neighbors > 0:
             raise ValueError(f"avg_num_neighbors must be > 0, got {self.avg_num_neighbors!r}")
         if not self.energy_scale > 0:

@@ -6,6 +6,9 @@ One forward pass:
    every later quantity (edge vectors, the Ewald mesh, the background term) sees it;
 2. the equivariant network reads the strained edge vectors and predicts per-atom
    short-range energies and charges (summing exactly to each structure's total charge);
+   with ``charge_model="qeq"`` it predicts electronegativities and hardnesses instead and
+   the charges are the constrained minimum of the Qeq energy (:mod:`..electrostatics.qeq`,
+   whose on-site energy sum chi q + (1/2) sum (J + J_self) q² joins the total);
 3. the electrostatics turn those charges into per-atom Coulomb energies;
 4. ONE autograd pass over the summed energy gives forces, the strain derivative (stress,
    virial) and dE/dq (the electrostatic potential at each atom).
@@ -25,7 +28,8 @@ from ..derivatives import (
     has_dipole,
     voigt,
 )
-from ..electrostatics import Electrostatics
+from ..electrostatics import Electrostatics, equilibrate_charges, qeq_energies
+from ..electrostatics.qeq import self_hardness
 from ..nn import EquivariantNetwork
 from . import response
 from .config import ModelConfig
@@ -62,6 +66,7 @@ class HybridModel(torch.nn.Module):
             energy_scale=config.energy_scale,
             predict_charges=True,
             charge_projection=config.charge_projection,
+            charge_model=config.charge_model,
         )
         self.electrostatics = (
             Electrostatics(
@@ -153,7 +158,8 @@ class HybridModel(torch.nn.Module):
 
         Returns:
             dict keyed by :mod:`hybridpot.keys`: ENERGY (B,), ENERGIES (N,), ENERGY_SHORT
-            (B,), ENERGY_COULOMB (B,), ENERGY_FIELD (B,), CHARGES (N,), DIPOLE (B, 3)
+            (B,), ENERGY_COULOMB (B,), ENERGY_FIELD (B,), ENERGY_QEQ (B,) (0 unless
+            ``charge_model="qeq"``), CHARGES (N,), DIPOLE (B, 3)
             (zeros for periodic structures), POLARIZATION (B, 3) e/Å² (fully periodic
             structures, from the positions as given; zeros for the others), and when
             asked FORCES (N, 3), POTENTIAL (N,), STRESS (B, 3, 3), STRESS_VOIGT (B, 6),
@@ -196,7 +202,19 @@ class HybridModel(torch.nn.Module):
             charge_group=None if graph.fragment is None else charge_group,
         )
         energies_short = out[keys.ENERGIES_SHORT]
-        charges = out[keys.CHARGES]
+        energies_qeq = None
+        if self.model_config.charge_model == "qeq":
+            charges, energies_qeq = self._equilibrate(
+                out,
+                graph,
+                positions,
+                strained_positions,
+                strained_cell,
+                charge_group,
+                group_charge,
+            )
+        else:
+            charges = out[keys.CHARGES]
 
         if self.electrostatics is not None:
             # Differentiated once, through the energy sum, unless create_graph (training
@@ -215,6 +233,8 @@ class HybridModel(torch.nn.Module):
         else:
             energies_coulomb = torch.zeros_like(energies_short)
         energies = energies_short + energies_coulomb
+        if energies_qeq is not None:
+            energies = energies + energies_qeq
 
         def per_structure(values: torch.Tensor) -> torch.Tensor:
             return segment_sum(values, graph.batch, num_graphs)
@@ -235,6 +255,9 @@ class HybridModel(torch.nn.Module):
             keys.ENERGY_SHORT: per_structure(energies_short),
             keys.ENERGY_COULOMB: per_structure(energies_coulomb),
             keys.ENERGY_FIELD: energy_field,
+            keys.ENERGY_QEQ: (
+                torch.zeros_like(energy) if energies_qeq is None else per_structure(energies_qeq)
+            ),
             keys.CHARGES: charges,
             keys.DIPOLE: torch.where(molecule, moments, torch.zeros_like(moments)),
             keys.POLARIZATION: response.polarization(
@@ -264,12 +287,52 @@ class HybridModel(torch.nn.Module):
             if field_forces is not None:
                 forces = forces + field_forces
             results[keys.FORCES] = forces
-            results[keys.POTENTIAL] = extra[0] if wants_potential else torch.zeros_like(charges)
+            potential = extra[0] if wants_potential else torch.zeros_like(charges)
+            if energies_qeq is not None:
+                # dE/dq holds the on-site Qeq terms too; the potential is the Coulomb part.
+                chi, hardness = out[keys.ELECTRONEGATIVITY], out[keys.HARDNESS]
+                potential = potential - chi - (hardness + self_hardness(self.sigma_q)) * charges
+            results[keys.POTENTIAL] = potential
             if compute_stress:
                 results[keys.STRESS] = stress
                 results[keys.STRESS_VOIGT] = voigt(stress)
                 results[keys.VIRIAL] = virial
         return results
+
+    @property
+    def sigma_q(self) -> float:
+        return self.model_config.sigma_q
+
+    def _equilibrate(self, out, graph, leaf, positions, cell, charge_group, group_charge):
+        """Qeq charges (N,) e and on-site energies (N,) eV from the network's chi and J
+        (``charge_model="qeq"``): the constrained minimum of sum chi q + (1/2) sum
+        (J + J_self) q² + E_coulomb(q), solved matrix-free and differentiated implicitly
+        (:mod:`hybridpot.electrostatics.qeq`).
+
+        A field on a non-periodic structure enters the minimum: its energy -M·E =
+        -sum q_i r_i·E is linear in q, a shift chi_i - r_i·E (``leaf``: the positions the
+        dipole is taken from). Periodic structures' charges do not see the field (their
+        field energy is not defined; only the Z*ᵀE forces are applied)."""
+        chi, hardness = out[keys.ELECTRONEGATIVITY], out[keys.HARDNESS]
+        shifted = chi
+        if graph.electric_field is not None:
+            field = graph.electric_field.to(chi.dtype)
+            field = torch.where(has_dipole(graph.pbc)[:, None], field, torch.zeros_like(field))
+            shifted = chi - (leaf * field.index_select(0, graph.batch)).sum(-1)
+        charges = equilibrate_charges(
+            shifted,
+            hardness,
+            positions,
+            cell,
+            graph.pbc,
+            graph.batch,
+            charge_group,
+            group_charge.to(chi.dtype),
+            self.electrostatics,
+            plan=graph.coulomb_plan(self.electrostatics),
+            tolerance=self.model_config.qeq_tolerance,
+        )
+        return charges, qeq_energies(chi, hardness, charges, self.sigma_q)
 
     def extra_repr(self) -> str:
         c = self.model_config

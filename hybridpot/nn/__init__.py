@@ -9,7 +9,14 @@ from .irreps import exact_float64
 from .network import DEFAULT_HIDDEN_IRREPS, EquivariantNetwork
 from .product import NodeProduct
 from .radial import BesselBasis, PolynomialEnvelope, RadialEmbedding
-from .readout import ATOMIC_DIPOLES, ChargeReadout, DipoleReadout, EnergyReadout, project_charges
+from .readout import (
+    ATOMIC_DIPOLES,
+    ChargeReadout,
+    DipoleReadout,
+    EnergyReadout,
+    QeqReadout,
+    project_charges,
+)
 
 __all__ = [
     "ATOMIC_DIPOLES",
@@ -22,6 +29,7 @@ __all__ = [
     "InteractionBlock",
     "NodeProduct",
     "PolynomialEnvelope",
+    "QeqReadout",
     "RadialEmbedding",
     "SpeciesEmbedding",
     "exact_float64",

@@ -32,6 +32,7 @@ from .readout import (
     ChargeReadout,
     DipoleReadout,
     EnergyReadout,
+    QeqReadout,
     _check_mlp,
 )
 
@@ -87,6 +88,9 @@ class EquivariantNetwork(torch.nn.Module):
         readout_mlp: hidden widths of the energy and charge readout MLPs.
         predict_dipoles: add a per-atom dipole readout from the l = 1 features
             (output ``keys.ATOMIC_DIPOLES``, (N, 3) e·Å; needs l = 1 hidden channels).
+        charge_model: ``"latent"`` (charges read out and projected) or ``"qeq"`` (the
+            readout gives ``keys.ELECTRONEGATIVITY`` and ``keys.HARDNESS`` instead of
+            ``keys.CHARGES``; the model solves for the charges).
 
     The network is built in float64 with exact constants; ``.to(torch.float32)`` casts it
     down for fast inference (cast a float64 network, never a float32 one, up or down).
@@ -114,6 +118,7 @@ class EquivariantNetwork(torch.nn.Module):
         resnet: bool = hp.RESNET,
         readout_mlp: tuple[int, ...] = hp.READOUT_MLP,
         predict_dipoles: bool = False,
+        charge_model: str = hp.CHARGE_MODEL,
     ) -> None:
         super().__init__()
         elements = check_elements(elements)
@@ -171,6 +176,7 @@ class EquivariantNetwork(torch.nn.Module):
             resnet=resnet,
             readout_mlp=list(readout_mlp),
             predict_dipoles=predict_dipoles,
+            charge_model=charge_model,
         )
         self.elements = elements
         self.cutoff = cutoff
@@ -229,9 +235,14 @@ class EquivariantNetwork(torch.nn.Module):
         self.energy_readout = EnergyReadout(
             num_scalars, readout_mlp, elements, atomic_energies, energy_scale
         )
-        self.charge_readout = (
-            ChargeReadout(num_scalars, readout_mlp, charge_projection) if predict_charges else None
-        )
+        hp.check_choice(charge_model, "charge_model", hp.CHARGE_MODELS)
+        self.charge_model = charge_model
+        if not predict_charges:
+            self.charge_readout = None
+        elif charge_model == "qeq":
+            self.charge_readout = QeqReadout(num_scalars, readout_mlp)
+        else:
+            self.charge_readout = ChargeReadout(num_scalars, readout_mlp, charge_projection)
         self.dipole_readout = DipoleReadout(self.irreps_out, vector) if predict_dipoles else None
         # e3nn builds in the default dtype; cast to float64 with exact constants.
         exact_float64(self)
@@ -349,7 +360,11 @@ class EquivariantNetwork(torch.nn.Module):
         scalars = h[:, : self.num_scalars]
         out = {keys.ENERGIES_SHORT: self.energy_readout(scalars, species, n_atoms)}
         scalars, h = scalars[:n_atoms], h[:n_atoms]
-        if self.charge_readout is not None:
+        if self.charge_model == "qeq" and self.charge_readout is not None:
+            # The charges come from the model's Qeq solve (it needs the electrostatics).
+            chi, hardness = self.charge_readout(scalars)
+            out[keys.ELECTRONEGATIVITY], out[keys.HARDNESS] = chi, hardness
+        elif self.charge_readout is not None:
             if total_charge is None:
                 total_charge = torch.zeros(num_graphs, dtype=h.dtype, device=h.device)
             if charge_group is None:

@@ -22,7 +22,7 @@ from e3nn import nn as e3nn_nn
 from e3nn import o3
 
 from ..data.segments import gather_segments, segment_sum
-from ..hyperparameters import CHARGE_PROJECTIONS, ENERGY_SCALE, check_choice
+from ..hyperparameters import CHARGE_PROJECTIONS, ENERGY_SCALE, QEQ_MIN_HARDNESS, check_choice
 from ..keys import ATOMIC_DIPOLES  # noqa: F401 (re-exported by hybridpot.nn)
 
 # Smallest per-atom weight of the "weighted" projection: keeps sum_j w_j > 0 even when the
@@ -170,6 +170,30 @@ class ChargeReadout(torch.nn.Module):
         if self.projection == "weighted":
             weights = torch.nn.functional.softplus(out[:, 1]) + W_MIN
         return project_charges(q_tilde, weights, batch, num_graphs, total_charge)
+
+
+class QeqReadout(torch.nn.Module):
+    """Per-atom electronegativity chi_i (N,) eV/e and hardness J_i (N,) eV/e² for charge
+    equilibration (:mod:`hybridpot.electrostatics.qeq`), from the even scalars:
+
+        chi_i = MLP(s_i)_0,     J_i = softplus(MLP(s_i)_1) + J_min   (> 0)
+
+    with J_min = :data:`hybridpot.hyperparameters.QEQ_MIN_HARDNESS`. The charges follow
+    from the constrained minimum, which sums to each group's charge by construction.
+
+    Args:
+        num_scalars: number of 0e features read.
+        hidden: hidden widths of the MLP.
+    """
+
+    def __init__(self, num_scalars: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        hidden = _check_mlp(hidden, "readout_mlp")
+        self.mlp = e3nn_nn.FullyConnectedNet([num_scalars, *hidden, 2], torch.nn.functional.silu)
+
+    def forward(self, scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.mlp(scalars)
+        return out[:, 0], torch.nn.functional.softplus(out[:, 1]) + QEQ_MIN_HARDNESS
 
 
 class DipoleReadout(torch.nn.Module):

@@ -13,6 +13,9 @@ independently:
   :func:`rocksalt_supercell`: random charged test systems.
 - :func:`tolerances` (``tolerances``): the table of test tolerances keyed by dtype.
 
+- ``qeq_reference``: dense charge equilibration (the N x N Coulomb matrix from potentials
+  or energies, then a direct KKT solve), the reference of the matrix-free Qeq solver.
+
 Torch-based helpers, imported from their modules (not re-exported here):
 ``finite_differences`` (forces and stress by central differences), ``structures`` (random
 structures and a small model config) and ``network`` (a small equivariant network, random
