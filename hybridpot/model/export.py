@@ -80,10 +80,17 @@ def export_model(
     Raises:
         ImportError: metatomic-torch is not installed (the ``deploy`` extra).
         TypeError: ``model`` is not a HybridModel.
-        ValueError: the model cannot be exported (Ewald electrostatics, dipole readout).
+        ValueError: the model cannot be exported (Ewald electrostatics, dipole readout,
+            charge equilibration).
     """
     if not isinstance(model, HybridModel):
         raise TypeError(f"model must be a HybridModel, got {type(model).__name__}")
+    if model.model_config.charge_model != "latent":
+        raise ValueError(
+            f"models with charge_model={model.model_config.charge_model!r} cannot be exported "
+            "yet (the exported file has no charge-equilibration solve); export a latent-charge "
+            "model"
+        )
     mta = _metatomic()
     dtype = model.network.embedding.weight.dtype
     if dtype not in (torch.float32, torch.float64):

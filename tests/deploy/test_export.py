@@ -152,6 +152,9 @@ def test_export_refuses_what_it_cannot_export(tmp_path):
         export_model(model, tmp_path / "x.pt")
     with pytest.raises(TypeError, match="model must be a HybridModel"):
         export_model(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+    qeq = hybridpot.build_model(small_model_config(charge_model="qeq"))
+    with pytest.raises(ValueError, match="charge_model='qeq' cannot be exported"):
+        export_model(qeq, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
 
 
