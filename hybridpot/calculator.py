@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from . import keys
 from .data.verlet import VerletGraphs
@@ -46,7 +46,11 @@ class HybridCalculator(Calculator):
     Results: ``energy``/``free_energy`` (eV), ``energies`` (N, eV), ``forces`` (N×3, eV/Å),
     ``stress`` (6, Voigt, eV/Å³, ASE sign), ``charges`` (N, e), and the extras
     ``energy_short``, ``energy_coulomb`` (eV), ``dipole`` (3, e·Å; non-periodic structures
-    only) and ``electrostatic_potential`` (N, eV/e, dE/dq_i). Only what is asked for is
+    only) and ``electrostatic_potential`` (N, eV/e, dE/dq_i). A model with a fitted
+    uncertainty (:func:`hybridpot.uncertainty.fit_uncertainty`) adds the calibrated
+    standard deviations ``energy_uncertainty`` (eV), ``forces_uncertainty`` (N, eV/Å, of
+    each force component) and, when calibrated, ``charges_uncertainty`` (N, e); asking a
+    model without them is a PropertyNotImplementedError. Only what is asked for is
     computed: an energy-only call skips the derivative pass, and forces skip the stress
     until the caller has asked for a stress once (from then on it comes with the forces,
     as get_stress usually follows get_forces in NPT and cell relaxations). Results are
@@ -74,6 +78,9 @@ class HybridCalculator(Calculator):
         "energy_coulomb",
         "dipole",
         "electrostatic_potential",
+        "energy_uncertainty",
+        "forces_uncertainty",
+        "charges_uncertainty",
     ]
 
     def __init__(
@@ -128,6 +135,24 @@ class HybridCalculator(Calculator):
         if same:
             return model
         return copy.deepcopy(model).to(device=self.device, dtype=self.dtype).eval()
+
+    @property
+    def uq(self) -> dict[str, str]:
+        """ASE name -> model output key of the uncertainties this model predicts."""
+        head = getattr(self.model, "uncertainty", None)
+        if head is None:
+            return {}
+        names = {
+            "energy_uncertainty": ("energy", keys.ENERGY_UNCERTAINTY),
+            "forces_uncertainty": ("forces", keys.FORCES_UNCERTAINTY),
+            "charges_uncertainty": ("charges", keys.CHARGES_UNCERTAINTY),
+        }
+        return {
+            name: key
+            for name, (prop, key) in names.items()
+            if head.calibrated(prop)
+            and (prop != "charges" or self.model.network.charge_readout is not None)
+        }
 
     # ------------------------------------------------------------------ total charge
     def total_charge(self, atoms) -> float:
@@ -187,6 +212,12 @@ class HybridCalculator(Calculator):
 
     # ------------------------------------------------------------------ calculation
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        missing = [p for p in properties if p.endswith("_uncertainty") and p not in self.uq]
+        if missing:
+            raise PropertyNotImplementedError(
+                f"{missing[0]}: this model has no such uncertainty (available: "
+                f"{sorted(self.uq) or 'none; fit one with hybridpot.uncertainty.fit_uncertainty'})"
+            )
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         charge = self.total_charge(atoms)
@@ -223,6 +254,9 @@ class HybridCalculator(Calculator):
         if want_forces:
             results["forces"] = numpy(keys.FORCES)
             results["electrostatic_potential"] = numpy(keys.POTENTIAL)
+        for name, key in self.uq.items():
+            value = numpy(key)
+            results[name] = float(value[0]) if key == keys.ENERGY_UNCERTAINTY else value
         if want_stress:
             if has_volume(atoms.pbc):
                 results["stress"] = numpy(keys.STRESS_VOIGT)[0]

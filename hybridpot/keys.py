@@ -34,6 +34,13 @@ POTENTIAL = "electrostatic_potential"  # (N,) eV/e, dE_coulomb/dq_i
 DIPOLE = "dipole"  # (B, 3) e·Å, sum_i q_i r_i; only meaningful for non-periodic structures
 ATOMIC_DIPOLES = "atomic_dipoles"  # (N, 3) e·Å, network output with predict_dipoles (l = 1 readout)
 
+NODE_FEATURES = "node_features"  # (N + S, F) 0e features the readouts read; S isolated atoms
+
+# --- uncertainties (models with a fitted last-layer uncertainty, hybridpot.uncertainty) ---
+ENERGY_UNCERTAINTY = "energy_uncertainty"  # (B,) eV, calibrated standard deviation of ENERGY
+FORCES_UNCERTAINTY = "forces_uncertainty"  # (N,) eV/Å, calibrated std of each force component
+CHARGES_UNCERTAINTY = "charges_uncertainty"  # (N,) e, calibrated std of each charge
+
 # --- training labels (AtomicGraph.labels) besides the outputs above -------------------
 WEIGHT = "weight"  # (B,) per-structure loss weight, >= 0 (1 when the file gives none)
 MASK_SUFFIX = "_mask"  # labels[key + MASK_SUFFIX]: (B,) bool, which structures carry key

@@ -71,6 +71,25 @@ class HybridModel(torch.nn.Module):
             if config.coulomb
             else None
         )
+        self.uncertainty = None
+        if config.uncertainty:
+            self.attach_uncertainty()
+
+    def attach_uncertainty(self):
+        """Add an empty (uncalibrated) last-layer uncertainty state and set the config
+        flag; returns it. ``hybridpot.uncertainty.fit_uncertainty`` fills it."""
+        from ..uncertainty.features import last_layer_width
+        from ..uncertainty.llpr import LastLayerUncertainty
+
+        charge = self.network.charge_readout
+        head = LastLayerUncertainty(
+            last_layer_width(self.network.energy_readout.mlp),
+            0 if charge is None else last_layer_width(charge.mlp),
+        )
+        reference = next(self.parameters())
+        self.uncertainty = head.to(device=reference.device, dtype=reference.dtype)
+        self.model_config.uncertainty = True
+        return self.uncertainty
 
     _compiled_network = None
 
@@ -145,7 +164,9 @@ class HybridModel(torch.nn.Module):
             dict keyed by :mod:`hybridpot.keys`: ENERGY (B,), ENERGIES (N,), ENERGY_SHORT
             (B,), ENERGY_COULOMB (B,), CHARGES (N,), DIPOLE (B, 3) (zeros for periodic
             structures), and when asked FORCES (N, 3), POTENTIAL (N,), STRESS (B, 3, 3),
-            STRESS_VOIGT (B, 6), VIRIAL (B, 3, 3).
+            STRESS_VOIGT (B, 6), VIRIAL (B, 3, 3); with a fitted uncertainty
+            (``config.uncertainty``) ENERGY_UNCERTAINTY (B,) eV, FORCES_UNCERTAINTY (N,)
+            eV/Å and, when calibrated, CHARGES_UNCERTAINTY (N,) e (detached).
         """
         if graph.cutoff + 1e-9 < self.cutoff:
             raise ValueError(
@@ -178,6 +199,7 @@ class HybridModel(torch.nn.Module):
             num_graphs,
             graph.total_charge,
             check_numbers=False,
+            return_features=self.uncertainty is not None,
         )
         energies_short = out[keys.ENERGIES_SHORT]
         charges = out[keys.CHARGES]
@@ -215,6 +237,13 @@ class HybridModel(torch.nn.Module):
             keys.CHARGES: charges,
             keys.DIPOLE: dipole,
         }
+        if self.uncertainty is not None:
+            species = self.network.embedding.species_index(graph.numbers, check=False)
+            results.update(
+                self.uncertainty(
+                    self.network, out[keys.NODE_FEATURES], species, graph.batch, num_graphs
+                )
+            )
         if compute_forces or compute_stress:
             wants_potential = self.electrostatics is not None and charges.requires_grad
             forces, virial, stress, extra = energy_derivatives(

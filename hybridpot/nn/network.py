@@ -290,6 +290,7 @@ class EquivariantNetwork(torch.nn.Module):
         num_graphs: int,
         total_charge: torch.Tensor | None = None,
         check_numbers: bool = True,
+        return_features: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Per-atom outputs of a batch of N atoms in B structures with E directed edges.
 
@@ -302,6 +303,9 @@ class EquivariantNetwork(torch.nn.Module):
             total_charge: (B,) e, the charge each structure's charges sum to (default 0).
             check_numbers: check that every number is a known element (reads values on
                 the host: a sync on a GPU); False for numbers already checked.
+            return_features: also return ``keys.NODE_FEATURES``, the even scalars the
+                readouts read, (N + S, num_scalars): the N atoms, then one isolated atom
+                of each of the S elements (what the last-layer uncertainty needs).
 
         Returns:
             dict with ``keys.ENERGIES_SHORT`` (N,) eV, ``keys.CHARGES`` (N,) e (if
@@ -329,6 +333,8 @@ class EquivariantNetwork(torch.nn.Module):
 
         scalars = h[:, : self.num_scalars]
         out = {keys.ENERGIES_SHORT: self.energy_readout(scalars, species, n_atoms)}
+        if return_features:
+            out[keys.NODE_FEATURES] = scalars
         scalars, h = scalars[:n_atoms], h[:n_atoms]
         if self.charge_readout is not None:
             if total_charge is None:
