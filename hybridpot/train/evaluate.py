@@ -39,7 +39,9 @@ def predict(
 
     Each dict holds energy (eV, scalar), energies (N,), forces (N, 3) eV/Å, charges
     (N,) e, energy_short and energy_coulomb (eV), stress (3, 3) eV/Å³ for fully
-    periodic structures and dipole (3,) e·Å for non-periodic ones. When ``metrics`` is
+    periodic structures and dipole (3,) e·Å for non-periodic ones, and the model's
+    uncertainties when it has them: energy_uncertainty (eV, scalar), forces_uncertainty
+    (N,) eV/Å, charges_uncertainty (N,) e. When ``metrics`` is
     given, each batch's errors against the graphs' labels are added to it.
     """
     dtype, device = _model_dtype_device(model)
@@ -65,6 +67,11 @@ def predict(
                 keys.ENERGY_SHORT: pred[keys.ENERGY_SHORT][b],
                 keys.ENERGY_COULOMB: pred[keys.ENERGY_COULOMB][b],
             }
+            if keys.ENERGY_UNCERTAINTY in pred:
+                out[keys.ENERGY_UNCERTAINTY] = pred[keys.ENERGY_UNCERTAINTY][b]
+            for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY):
+                if key in pred:
+                    out[key] = pred[key][atoms]
             if bool(has_volume(batch.pbc[b])):
                 out[keys.STRESS] = pred[keys.STRESS][b]
             elif bool(has_dipole(batch.pbc[b])):
@@ -123,7 +130,8 @@ def write_predictions(
 
     Predictions go under the standard names (energy, forces, stress, charges, read back
     by ASE as calculator results; ``energy_short``, ``energy_coulomb`` and, for
-    non-periodic structures, ``dipole`` in ``info``); reference labels found under the
+    non-periodic structures, ``dipole`` in ``info``; uncertainties as ``info`` /
+    ``arrays`` entries named by :mod:`hybridpot.keys`); reference labels found under the
     ``data_keys`` are kept as ``ref_<name>``.
     """
     if len(images) != len(predictions):
@@ -164,6 +172,11 @@ def write_predictions(
         }
         if keys.STRESS in pred:
             results["stress"] = voigt(pred[keys.STRESS])
+        if keys.ENERGY_UNCERTAINTY in pred:
+            new.info[keys.ENERGY_UNCERTAINTY] = float(pred[keys.ENERGY_UNCERTAINTY])
+        for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY):
+            if key in pred:
+                new.arrays[key] = pred[key]
         new.info[keys.ENERGY_SHORT] = float(pred[keys.ENERGY_SHORT])
         new.info[keys.ENERGY_COULOMB] = float(pred[keys.ENERGY_COULOMB])
         if keys.DIPOLE in pred:
@@ -173,3 +186,39 @@ def write_predictions(
     buffer = io.StringIO()
     ase.io.write(buffer, out, format="extxyz")
     atomic_write_text(path, buffer.getvalue())
+
+
+def uncertainty_errors(
+    images: list[ase.Atoms],
+    predictions: list[dict[str, np.ndarray]],
+    data_keys: DataConfig | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Signed errors and predicted standard deviations, per property with both.
+
+    Returns:
+        property -> (errors (M,), sigmas (M,)): ``"energy"`` one value per labelled
+        structure (eV, total energy), ``"forces"`` one per force component (eV/Å, each
+        atom's sigma for its three components), ``"charges"`` one per atom (e).
+    """
+    pairs = {
+        "energy": (keys.ENERGY, keys.ENERGY_UNCERTAINTY),
+        "forces": (keys.FORCES, keys.FORCES_UNCERTAINTY),
+        "charges": (keys.CHARGES, keys.CHARGES_UNCERTAINTY),
+    }
+    rows: dict[str, tuple[list, list]] = {name: ([], []) for name in pairs}
+    for atoms, pred in zip(images, predictions, strict=True):
+        labels, _ = extract_labels(atoms, data_keys)
+        for name, (key, sigma_key) in pairs.items():
+            if key not in labels or sigma_key not in pred:
+                continue
+            error = np.asarray(pred[key]).reshape(labels[key].shape) - labels[key]
+            sigma = np.asarray(pred[sigma_key])
+            if name == "forces":
+                sigma = np.repeat(sigma[:, None], 3, axis=1)
+            rows[name][0].append(error.ravel())
+            rows[name][1].append(np.broadcast_to(sigma, error.shape).ravel())
+    return {
+        name: (np.concatenate(errors), np.concatenate(sigmas))
+        for name, (errors, sigmas) in rows.items()
+        if errors
+    }
