@@ -215,8 +215,9 @@ def uncertainty_errors(
             sigma = np.asarray(pred[sigma_key])
             if name == "forces":
                 sigma = np.repeat(sigma[:, None], 3, axis=1)
-            rows[name][0].append(error.ravel())
-            rows[name][1].append(np.broadcast_to(sigma, error.shape).ravel())
+            sigma = np.broadcast_to(sigma, error.shape).ravel()
+            rows[name][0].append(error.ravel()[sigma > 0])
+            rows[name][1].append(sigma[sigma > 0])
     return {
         name: (np.concatenate(errors), np.concatenate(sigmas))
         for name, (errors, sigmas) in rows.items()

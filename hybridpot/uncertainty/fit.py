@@ -117,7 +117,17 @@ def _validation_errors(model, graphs: list[AtomicGraph], batch_size: int):
 
 
 def _fit_one(gram: torch.Tensor, x: torch.Tensor, errors: np.ndarray):
-    """Best (root, s^2, alpha^2, nll) over :data:`REGULARIZER_GRID` for one property."""
+    """Best (root, s^2, alpha^2, nll) over :data:`REGULARIZER_GRID` for one property.
+
+    Rows with all-zero features are left out: their prediction does not depend on the
+    last layer at all (an atom without neighbours has exactly its reference energy and
+    zero force, by construction), so their variance is exactly 0 and says nothing about
+    the scale.
+    """
+    informative = (x != 0).any(dim=1).cpu().numpy()
+    if not informative.any():
+        raise ValueError("every validation row has zero features: nothing to calibrate on")
+    x, errors = x[torch.as_tensor(informative, device=x.device)], errors[informative]
     scale = float(torch.linalg.eigvalsh(gram).clamp_min(0).mean())
     if not scale > 0:
         raise ValueError("the training features are all zero: the model cannot be calibrated")
