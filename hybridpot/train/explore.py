@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 from ..derivatives import has_volume
+from ..reference.generate import thermal_momenta
 from ..uncertainty.md import UncertaintyExceeded, UncertaintyGuard
 
 
@@ -94,8 +94,7 @@ def explore(model, starts: list[Atoms], config: ExploreConfig, seed: int) -> lis
                 run += 1
                 atoms = _strained(start, float(strain))
                 atoms.calc = HybridCalculator(model, dtype=_dtype_name(model))
-                MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-                Stationary(atoms)
+                thermal_momenta(atoms, temperature, rng)
                 dyn = Langevin(
                     atoms,
                     config.timestep * units.fs,
