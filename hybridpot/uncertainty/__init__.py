@@ -1,4 +1,13 @@
-"""Calibrated uncertainties (last-layer prediction rigidity) and structure selection."""
+"""Calibrated uncertainties from one model, structure selection and MD safety.
+
+- :func:`fit_uncertainty`: last-layer prediction rigidity (LLPR) fitted on the training
+  set and calibrated on the validation set (:mod:`.llpr`, :mod:`.features`, :mod:`.fit`);
+- :func:`calibration_metrics`, :func:`plot_calibration` (:mod:`.calibration`);
+- :func:`select_structures`: uncertainty x diversity selection (:mod:`.selection`);
+- :class:`UncertaintyGuard`: stop or flag MD past a force-uncertainty threshold (:mod:`.md`).
+
+See ``docs/uncertainty.md``.
+"""
 
 from .calibration import (
     calibration_curve,
@@ -10,6 +19,7 @@ from .calibration import (
 )
 from .fit import fit_uncertainty, last_layer_features
 from .llpr import LastLayerUncertainty
+from .md import UncertaintyExceeded, UncertaintyGuard
 from .selection import (
     Selection,
     greedy_selection,
@@ -21,6 +31,8 @@ from .selection import (
 __all__ = [
     "LastLayerUncertainty",
     "Selection",
+    "UncertaintyExceeded",
+    "UncertaintyGuard",
     "calibration_curve",
     "calibration_factor",
     "calibration_metrics",
