@@ -19,7 +19,7 @@ from .device import resolve_device
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 # Properties that need the derivative pass (forces and dE/dq come from the same backward).
-_NEEDS_FORCES = {"forces", "electrostatic_potential"}
+_NEEDS_FORCES = {"forces", "electrostatic_potential", "forces_uncertainty"}
 
 
 class HybridCalculator(Calculator):
@@ -139,20 +139,8 @@ class HybridCalculator(Calculator):
     @property
     def uq(self) -> dict[str, str]:
         """ASE name -> model output key of the uncertainties this model predicts."""
-        head = getattr(self.model, "uncertainty", None)
-        if head is None:
-            return {}
-        names = {
-            "energy_uncertainty": ("energy", keys.ENERGY_UNCERTAINTY),
-            "forces_uncertainty": ("forces", keys.FORCES_UNCERTAINTY),
-            "charges_uncertainty": ("charges", keys.CHARGES_UNCERTAINTY),
-        }
-        return {
-            name: key
-            for name, (prop, key) in names.items()
-            if head.calibrated(prop)
-            and (prop != "charges" or self.model.network.charge_readout is not None)
-        }
+        available = getattr(self.model, "uncertainty_keys", lambda: [])()
+        return {key: key for key in available}
 
     # ------------------------------------------------------------------ total charge
     def total_charge(self, atoms) -> float:
@@ -255,6 +243,8 @@ class HybridCalculator(Calculator):
             results["forces"] = numpy(keys.FORCES)
             results["electrostatic_potential"] = numpy(keys.POTENTIAL)
         for name, key in self.uq.items():
+            if key not in out:
+                continue
             value = numpy(key)
             results[name] = float(value[0]) if key == keys.ENERGY_UNCERTAINTY else value
         if want_stress:

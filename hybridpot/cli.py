@@ -5,6 +5,7 @@
     hybridpot evaluate model.pt data.xyz [-o predictions.xyz] [--calibration-plot c.png]
     hybridpot select pool.xyz --model model.pt -n K -o picked.xyz [--exclude train.xyz]
     hybridpot active config.yaml
+    hybridpot ensemble config.yaml -n 4 [key=value ...]
     hybridpot info model.pt
     hybridpot demo [--quick] [--output DIR]
 
@@ -108,6 +109,19 @@ def _parser() -> argparse.ArgumentParser:
     select.add_argument("--batch-size", type=int, default=8, help="structures per batch")
     select.add_argument("--format", default=None, help="ASE format of the structure files")
 
+    ensemble = sub.add_parser(
+        "ensemble",
+        help="train a deep ensemble (several seeds) and calibrate its spread",
+        description="Train -n models of a training config with seeds seed, seed+1, ... into "
+        "output_dir/member_<k>, calibrate on the validation set, write output_dir/ensemble.json "
+        "(usable wherever a model file is: evaluate, select).",
+    )
+    ensemble.add_argument("config", help="YAML training config (see docs/training.md)")
+    ensemble.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    ensemble.add_argument("-n", type=int, default=4, help="members (default: %(default)s)")
+    ensemble.add_argument("--overwrite", action="store_true", help="retrain every member")
+    ensemble.add_argument("--quiet", action="store_true", help="no progress bars")
+
     active = sub.add_parser(
         "active",
         help="active learning: train, explore with MD, select, label, retrain",
@@ -159,6 +173,10 @@ def _load_model(path: str, device: str = "cpu"):
     from .model import load_model
 
     device = resolve_device(device, "--device")
+    if str(path).endswith(".json"):
+        from .uncertainty.ensemble import load_ensemble
+
+        return load_ensemble(path).to(device)
 
     try:
         model = load_model(path)
@@ -250,6 +268,20 @@ def _select(args: argparse.Namespace) -> int:
         + ", ".join(f"{chosen.uncertainty[i]:.3g}" for i in chosen.indices)
     )
     print(f"written to {args.output}")
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from .train.config import load_config
+    from .uncertainty.ensemble import train_ensemble
+
+    if args.n < 2:
+        raise UserError(f"-n must be at least 2 (an ensemble), got {args.n}")
+    config = load_config(args.config, args.overrides)
+    if args.quiet:
+        config.quiet = True
+    path = train_ensemble(config, args.n, overwrite=args.overwrite)
+    print(f"ensemble of {args.n} models: {path}")
     return 0
 
 
@@ -362,6 +394,7 @@ _COMMANDS = {
     "evaluate": _evaluate,
     "select": _select,
     "active": _active,
+    "ensemble": _ensemble,
     "info": _info,
     "demo": _demo,
 }
@@ -383,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)
         overrides = [a for a in extra if "=" in a and not a.startswith("-")]
         unknown = [a for a in extra if a not in overrides]
-        if args.command == "train":
+        if args.command in ("train", "ensemble"):
             args.overrides += overrides
         else:
             unknown = extra

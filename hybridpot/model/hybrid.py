@@ -93,6 +93,22 @@ class HybridModel(torch.nn.Module):
 
     _compiled_network = None
 
+    def uncertainty_keys(self) -> list[str]:
+        """The ``*_UNCERTAINTY`` output keys this model predicts (its calibrated ones)."""
+        if self.uncertainty is None:
+            return []
+        names = (
+            ("energy", keys.ENERGY_UNCERTAINTY),
+            ("forces", keys.FORCES_UNCERTAINTY),
+            ("charges", keys.CHARGES_UNCERTAINTY),
+        )
+        return [
+            key
+            for name, key in names
+            if self.uncertainty.calibrated(name)
+            and (name != "charges" or self.network.charge_readout is not None)
+        ]
+
     def compile_network(self, **options) -> HybridModel:
         """Run the network through ``torch.compile`` (inference); returns ``self``.
 

@@ -4,6 +4,8 @@
   set and calibrated on the validation set (:mod:`.llpr`, :mod:`.features`, :mod:`.fit`);
 - :func:`calibration_metrics`, :func:`plot_calibration` (:mod:`.calibration`);
 - :func:`select_structures`: uncertainty x diversity selection (:mod:`.selection`);
+- :class:`EnsembleModel`, :func:`train_ensemble`: the deep-ensemble reference
+  (:mod:`.ensemble`);
 - :class:`UncertaintyGuard`: stop or flag MD past a force-uncertainty threshold (:mod:`.md`).
 
 See ``docs/uncertainty.md``.
@@ -17,6 +19,13 @@ from .calibration import (
     plot_calibration,
     spearman,
 )
+from .ensemble import (
+    EnsembleModel,
+    calibrate_ensemble,
+    load_ensemble,
+    save_ensemble,
+    train_ensemble,
+)
 from .fit import fit_uncertainty, last_layer_features
 from .llpr import LastLayerUncertainty
 from .md import UncertaintyExceeded, UncertaintyGuard
@@ -29,6 +38,11 @@ from .selection import (
 )
 
 __all__ = [
+    "EnsembleModel",
+    "calibrate_ensemble",
+    "load_ensemble",
+    "save_ensemble",
+    "train_ensemble",
     "LastLayerUncertainty",
     "Selection",
     "UncertaintyExceeded",

@@ -54,7 +54,6 @@ class Selection:
     duplicates: list[int]
 
 
-@torch.no_grad()
 def structure_uncertainty(
     model, graphs: list[AtomicGraph], criterion: str = "forces", batch_size: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -66,27 +65,34 @@ def structure_uncertainty(
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    head = getattr(model, "uncertainty", None)
-    if head is None or not head.calibrated(criterion):
+    wanted = keys.FORCES_UNCERTAINTY if criterion == "forces" else keys.ENERGY_UNCERTAINTY
+    if wanted not in getattr(model, "uncertainty_keys", lambda: [])():
         raise ValueError(
             "the model has no fitted uncertainty: train it with uncertainty: true or call "
             "hybridpot.uncertainty.fit_uncertainty"
         )
+    # An ensemble's force spread needs the members' forces; the LLPR needs no derivative.
+    # Descriptors come from the (first) model's network.
+    members = getattr(model, "members", None)
+    descriptor_model = model if members is None else members[0]
     dtype, device = _model_dtype_device(model)
     model.eval()
     loader = GraphLoader([g.to(dtype=dtype) for g in graphs], batch_size, device=device)
     scores, descriptors = [], []
     for batch in loader:
-        pred = model(batch, compute_forces=False, compute_stress=False)
+        pred = model(batch, compute_forces=members is not None, compute_stress=False)
         if criterion == "forces":
-            sigma = pred[keys.FORCES_UNCERTAINTY].double()
+            sigma = pred[keys.FORCES_UNCERTAINTY].double().detach()
             per_structure = torch.full(
                 (batch.num_graphs,), -torch.inf, dtype=sigma.dtype, device=sigma.device
             ).scatter_reduce(0, batch.batch, sigma, reduce="amax")
         else:
             per_structure = pred[keys.ENERGY_UNCERTAINTY].double() / batch.n_atoms.double()
+        per_structure = per_structure.detach()
         scores.append(per_structure.cpu().numpy())
-        descriptors.append(last_layer_features(model, batch)["descriptor"].cpu().numpy())
+        descriptors.append(
+            last_layer_features(descriptor_model, batch)["descriptor"].cpu().numpy()
+        )
     return np.concatenate(scores), np.concatenate(descriptors)
 
 
@@ -171,7 +177,8 @@ def select_structures(
     structure of ``exclude`` (the labelled set) nor of an earlier pick.
 
     Args:
-        model: a :class:`hybridpot.model.HybridModel` with ``model.uncertainty``.
+        model: a :class:`hybridpot.model.HybridModel` with a fitted uncertainty, or an
+            :class:`hybridpot.uncertainty.EnsembleModel`.
         pool: candidate graphs (at least the model's cutoff).
         k: number to pick (>= 1).
         exclude: graphs already labelled (their copies are never picked).
