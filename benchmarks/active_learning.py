@@ -199,9 +199,7 @@ def plot(results, path):
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for name, rows in results.items():
-        ax.plot(
-            [r["n_labels"] for r in rows], [r["force_rmse"] for r in rows], "o-", label=name
-        )
+        ax.plot([r["n_labels"] for r in rows], [r["force_rmse"] for r in rows], "o-", label=name)
     ax.set_xlabel("labelled structures")
     ax.set_ylabel("test force RMSE (meV/Å)")
     ax.set_yscale("log")
@@ -233,7 +231,9 @@ def main():
     print(f"data: {time.perf_counter() - start:.0f} s", flush=True)
     pool = ase.io.read(paths["pool"], ":")
     crystals = [i for i, a in enumerate(pool) if a.info["config_type"] == "crystal"]
-    initial = [int(i) for i in np.random.default_rng(args.seed).choice(crystals, args.initial, False)]
+    initial = [
+        int(i) for i in np.random.default_rng(args.seed).choice(crystals, args.initial, False)
+    ]
     results = {name: run_strategy(name, paths, initial, args) for name in ("active", "random")}
     final_random = results["random"][-1]
     needed = labels_to_reach(results["active"], final_random["force_rmse"])
@@ -243,8 +243,14 @@ def main():
         "active_labels_to_reach_it": needed,
         "label_ratio": None if needed is None else needed / final_random["n_labels"],
     }
-    out = {"args": vars(args), "model": MODEL, "training": TRAINING, "summary": summary,
-           "results": results, "machine": "shared 2-core CPU, noisy"}
+    out = {
+        "args": vars(args),
+        "model": MODEL,
+        "training": TRAINING,
+        "summary": summary,
+        "results": results,
+        "machine": "shared 2-core CPU, noisy",
+    }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.output}.json").write_text(json.dumps(out, indent=2))
     plot(results, f"{args.output}.png")

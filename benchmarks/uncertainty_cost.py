@@ -68,13 +68,24 @@ def main():
         times = {name: statistics.median(v) for name, v in samples.items()}
         ratios = [u / p for u, p in zip(samples["uncertainty"], samples["plain"], strict=True)]
         overhead = statistics.median(ratios) - 1
-        rows.append({"atoms": len(atoms), **{f"{k}_s": v for k, v in times.items()},
-                     "overhead": overhead})
-        print(f"{len(atoms):5d} atoms: forces {times['plain'] * 1e3:.1f} ms, with uncertainty "
-              f"{times['uncertainty'] * 1e3:.1f} ms, overhead {100 * overhead:+.1f} %")
-    Path(args.output).write_text(json.dumps(
-        {"rows": rows, "threads": args.threads, "model": DEMO_MODEL,
-         "machine": "shared 2-core CPU, noisy"}, indent=2))
+        rows.append(
+            {"atoms": len(atoms), **{f"{k}_s": v for k, v in times.items()}, "overhead": overhead}
+        )
+        print(
+            f"{len(atoms):5d} atoms: forces {times['plain'] * 1e3:.1f} ms, with uncertainty "
+            f"{times['uncertainty'] * 1e3:.1f} ms, overhead {100 * overhead:+.1f} %"
+        )
+    Path(args.output).write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "threads": args.threads,
+                "model": DEMO_MODEL,
+                "machine": "shared 2-core CPU, noisy",
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from _common import DEFAULT_OUTPUT
 
 MODEL = {
@@ -42,10 +41,10 @@ MODEL = {
 
 
 def make_data(folder: Path, quick: bool) -> dict:
+    import numpy as np
+
     from hybridpot.reference import MDSettings, SamplingSpec, generate_nacl_dataset, write_extxyz
     from hybridpot.reference.structures import build_structure
-
-    import numpy as np
 
     md = MDSettings(equilibration_steps=10, stride=5, frames_per_run=4)
     crystal = SamplingSpec("crystal", "crystal", 2, (300.0, 900.0), 0.02, 0.02)
@@ -59,8 +58,9 @@ def make_data(folder: Path, quick: bool) -> dict:
     if not (folder / "initial.xyz").is_file():
         write_extxyz(generate_nacl_dataset(4, 1, specs=(crystal,), md=md), folder / "initial.xyz")
         n_valid = 8 if quick else 16
-        write_extxyz(generate_nacl_dataset(n_valid, 2, specs=kinds, md=md),
-                     folder / "validation.xyz")
+        write_extxyz(
+            generate_nacl_dataset(n_valid, 2, specs=kinds, md=md), folder / "validation.xyz"
+        )
         rng = np.random.default_rng(3)
         starts = [build_structure(spec, 600.0, rng) for spec in (kinds[0], kinds[2], kinds[3])]
         write_extxyz(starts, folder / "starts.xyz")
@@ -101,8 +101,10 @@ def main() -> None:
             "stride": 10 if args.quick else 15,
             "max_force_uncertainty": 5.0,
         },
-        "label": {"calculator": "hybridpot.reference:TosiFumiCalculator",
-                  "kwargs": {"accuracy": 1e-5}},
+        "label": {
+            "calculator": "hybridpot.reference:TosiFumiCalculator",
+            "kwargs": {"accuracy": 1e-5},
+        },
         "per_round": 2 if args.quick else 4,
         "max_rounds": 2 if args.quick else 5,
         "output_dir": str(folder / "run"),
@@ -113,8 +115,10 @@ def main() -> None:
     print(f"{'round':>5} {'labels':>6} {'force RMSE (meV/Å)':>19} {'max sigma_F (eV/Å)':>19}")
     for row in result.history:
         sigma = row.get("max_uncertainty")
-        print(f"{row['round']:>5} {row['n_labels']:>6} {row['force_rmse']:>19.1f} "
-              f"{'-' if sigma is None else f'{sigma:.3f}':>19}")
+        print(
+            f"{row['round']:>5} {row['n_labels']:>6} {row['force_rmse']:>19.1f} "
+            f"{'-' if sigma is None else f'{sigma:.3f}':>19}"
+        )
     print(f"stopped: {result.reason}")
     print(f"labels used: {result.n_labels}")
     print(f"final model: {result.model_path}")

@@ -142,7 +142,9 @@ def load_calculator(spec: str, kwargs: dict | None = None):
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"label.calculator {spec!r}: cannot import {module_name!r} ({error})")
+        raise ValueError(
+            f"label.calculator {spec!r}: cannot import {module_name!r} ({error})"
+        ) from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ValueError(f"label.calculator {spec!r}: {module_name} has no {class_name!r}")

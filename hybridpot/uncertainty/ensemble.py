@@ -33,8 +33,17 @@ ENSEMBLE_FORMAT = "hybridpot-ensemble"
 
 #: Outputs averaged over the members.
 _MEAN_KEYS = (
-    keys.ENERGY, keys.ENERGIES, keys.ENERGY_SHORT, keys.ENERGY_COULOMB, keys.CHARGES,
-    keys.DIPOLE, keys.FORCES, keys.POTENTIAL, keys.STRESS, keys.STRESS_VOIGT, keys.VIRIAL,
+    keys.ENERGY,
+    keys.ENERGIES,
+    keys.ENERGY_SHORT,
+    keys.ENERGY_COULOMB,
+    keys.CHARGES,
+    keys.DIPOLE,
+    keys.FORCES,
+    keys.POTENTIAL,
+    keys.STRESS,
+    keys.STRESS_VOIGT,
+    keys.VIRIAL,
 )
 _SIGMA_KEYS = {
     "energy": keys.ENERGY_UNCERTAINTY,
@@ -141,7 +150,7 @@ def calibrate_ensemble(ensemble: EnsembleModel, valid: list[AtomicGraph], batch_
             mask = structure_mask(batch, key)
             if name != "energy":
                 mask = mask[batch.batch]
-            error = (mean[key].double() - batch.labels[key].double().reshape(mean[key].shape))
+            error = mean[key].double() - batch.labels[key].double().reshape(mean[key].shape)
             error = error.reshape(error.shape[0], -1)[mask]
             sigma = spread[name].double()[mask][:, None].expand_as(error)
             rows[name][0].append(error.reshape(-1).cpu().numpy())

@@ -111,9 +111,7 @@ def _validation_errors(model, graphs: list[AtomicGraph], batch_size: int):
             error = (predicted - reference).reshape(predicted.shape[0], -1)
             rows[name][0].append(features[name][mask])
             rows[name][1].append(error[mask].cpu().numpy())
-    return {
-        name: (torch.cat(x), np.concatenate(e)) for name, (x, e) in rows.items() if x
-    }
+    return {name: (torch.cat(x), np.concatenate(e)) for name, (x, e) in rows.items() if x}
 
 
 def _fit_one(gram: torch.Tensor, x: torch.Tensor, errors: np.ndarray):

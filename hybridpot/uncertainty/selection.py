@@ -90,9 +90,7 @@ def structure_uncertainty(
             per_structure = pred[keys.ENERGY_UNCERTAINTY].double() / batch.n_atoms.double()
         per_structure = per_structure.detach()
         scores.append(per_structure.cpu().numpy())
-        descriptors.append(
-            last_layer_features(descriptor_model, batch)["descriptor"].cpu().numpy()
-        )
+        descriptors.append(last_layer_features(descriptor_model, batch)["descriptor"].cpu().numpy())
     return np.concatenate(scores), np.concatenate(descriptors)
 
 
@@ -128,9 +126,7 @@ def greedy_selection(
     u = np.asarray(uncertainty, dtype=float)
     x = np.asarray(descriptors, dtype=float)
     if x.ndim != 2 or x.shape[0] != u.shape[0]:
-        raise ValueError(
-            f"descriptors must have shape (P, H) with P = {u.shape[0]}, got {x.shape}"
-        )
+        raise ValueError(f"descriptors must have shape (P, H) with P = {u.shape[0]}, got {x.shape}")
     if not np.all(np.isfinite(u)) or np.any(u < 0):
         raise ValueError("uncertainty must be finite and >= 0")
     ex = np.zeros((0, x.shape[1])) if excluded is None else np.asarray(excluded, dtype=float)

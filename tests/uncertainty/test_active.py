@@ -13,29 +13,49 @@ from hybridpot.train.active import active_config_from_dict, run_active
 from hybridpot.train.explore import label_structures, load_calculator
 from hybridpot.train.schema import ConfigError
 
-LJ = {"calculator": "ase.calculators.lj:LennardJones",
-      "kwargs": {"sigma": 2.2, "epsilon": 0.05, "rc": 4.0, "smooth": True}}
+LJ = {
+    "calculator": "ase.calculators.lj:LennardJones",
+    "kwargs": {"sigma": 2.2, "epsilon": 0.05, "rc": 4.0, "smooth": True},
+}
 
 
 def loop_config(tmp_path, data, output):
     train, valid = data
     ase.io.write(tmp_path / "initial.xyz", train[:4])
     ase.io.write(tmp_path / "validation.xyz", valid[:4])
-    starts = [random_structure(s, n=8, scale=6.0, pbc=p) for s, p in
-              ((400, (True, True, True)), (401, (True, True, False)))]
+    starts = [
+        random_structure(s, n=8, scale=6.0, pbc=p)
+        for s, p in ((400, (True, True, True)), (401, (True, True, False)))
+    ]
     ase.io.write(tmp_path / "starts.xyz", starts)
     return {
         "initial": str(tmp_path / "initial.xyz"),
         "validation": str(tmp_path / "validation.xyz"),
         "training": {
-            "epochs": 2, "batch_size": 2, "dtype": "float64", "plots": False,
-            "model": {"cutoff": 3.5, "num_layers": 1, "hidden_irreps": "4x0e + 2x1o",
-                      "l_max": 1, "num_radial": 4, "radial_mlp": [8], "readout_mlp": [4],
-                      "sigma_q": 0.0, "coulomb_accuracy": 1e-4},
+            "epochs": 2,
+            "batch_size": 2,
+            "dtype": "float64",
+            "plots": False,
+            "model": {
+                "cutoff": 3.5,
+                "num_layers": 1,
+                "hidden_irreps": "4x0e + 2x1o",
+                "l_max": 1,
+                "num_radial": 4,
+                "radial_mlp": [8],
+                "readout_mlp": [4],
+                "sigma_q": 0.0,
+                "coulomb_accuracy": 1e-4,
+            },
             "loss": {"energy": 1.0, "forces": 10.0},
         },
-        "explore": {"structures": str(tmp_path / "starts.xyz"), "temperatures": [500.0],
-                    "strains": [0.0, 0.02], "steps": 6, "stride": 3},
+        "explore": {
+            "structures": str(tmp_path / "starts.xyz"),
+            "temperatures": [500.0],
+            "strains": [0.0, 0.02],
+            "steps": 6,
+            "stride": 3,
+        },
         "label": LJ,
         "per_round": 2,
         "max_rounds": 3,
@@ -60,8 +80,10 @@ def test_config_errors_name_the_key(tmp_path, data):
 
 
 def test_label_structures_with_a_named_calculator():
-    frames = [random_structure(1, n=6, scale=6.0), random_structure(2, n=6, scale=6.0,
-                                                                     pbc=(False,) * 3)]
+    frames = [
+        random_structure(1, n=6, scale=6.0),
+        random_structure(2, n=6, scale=6.0, pbc=(False,) * 3),
+    ]
     labelled = label_structures(frames, load_calculator(LJ["calculator"], LJ["kwargs"]))
     assert "stress" in labelled[0].info and "stress" not in labelled[1].info
     assert labelled[0].arrays["forces"].shape == (6, 3) and labelled[0].calc is None
@@ -96,8 +118,9 @@ def test_interrupted_loop_resumes_bit_identically(tmp_path, data):
         b = ase.io.read(tmp_path / "split" / f"round_00{r}" / "picked.xyz", ":")
         assert all(np.array_equal(x.positions, y.positions) for x, y in zip(a, b, strict=True))
     final_a, final_b = load_model(whole.model_path), load_model(resumed.model_path)
-    for (name, x), (_, y) in zip(final_a.state_dict().items(), final_b.state_dict().items(),
-                                 strict=True):
+    for (name, x), (_, y) in zip(
+        final_a.state_dict().items(), final_b.state_dict().items(), strict=True
+    ):
         assert torch.equal(x, y), name
     state = json.loads((tmp_path / "split" / "state.json").read_text())
     assert [row["round"] for row in state["rounds"]] == [0, 1, 2]

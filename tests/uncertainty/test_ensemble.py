@@ -37,8 +37,7 @@ def test_mean_and_spread_of_the_members(ensemble):
     forces = torch.stack([m(graph, compute_stress=False)[keys.FORCES] for m in ensemble.members])
     torch.testing.assert_close(out[keys.FORCES], forces.mean(0))
     spread = forces.var(0, unbiased=False).mean(-1).sqrt()
-    torch.testing.assert_close(out[keys.FORCES_UNCERTAINTY],
-                               ensemble.alpha2[1].sqrt() * spread)
+    torch.testing.assert_close(out[keys.FORCES_UNCERTAINTY], ensemble.alpha2[1].sqrt() * spread)
     for key in (keys.ENERGY_UNCERTAINTY, keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY):
         assert torch.isfinite(out[key]).all() and (out[key] > 0).all()
 

@@ -10,8 +10,8 @@ from scipy.spatial.transform import Rotation
 import hybridpot
 from hybridpot import keys
 from hybridpot.calculator import HybridCalculator
-from hybridpot.data.graph import batch_graphs, graph_from_atoms
 from hybridpot.data.dataset import graphs_from_structures
+from hybridpot.data.graph import batch_graphs, graph_from_atoms
 from hybridpot.model import load_model, save_model
 from hybridpot.testing.structures import random_structure, small_model_config
 from hybridpot.uncertainty import fit_uncertainty, last_layer_features
@@ -33,8 +33,13 @@ def every_kind():
     slab = random_structure(3, n=8, pbc=(True, True, False), scale=6.0)
     molecule = random_structure(4, n=6, pbc=(False, False, False), scale=3.5)
     charged = random_structure(5, n=7, scale=6.0, charge=1.0)
-    return {"crystal": crystal, "vacancy": vacancy, "slab": slab, "molecule": molecule,
-            "charged": charged}
+    return {
+        "crystal": crystal,
+        "vacancy": vacancy,
+        "slab": slab,
+        "molecule": molecule,
+        "charged": charged,
+    }
 
 
 @pytest.mark.parametrize("kind", ["crystal", "vacancy", "slab", "molecule", "charged"])
@@ -55,8 +60,15 @@ def test_energy_features_are_the_exact_last_layer_derivative(fitted):
     network = fitted.network
     atoms = random_structure(7, n=8, scale=6.0)
     graph = graph_from_atoms(atoms, fitted.cutoff)
-    out = network(graph.numbers, graph.edge_index, graph.edge_vectors(graph.positions, graph.cell),
-                  graph.batch, 1, graph.total_charge, return_features=True)
+    out = network(
+        graph.numbers,
+        graph.edge_index,
+        graph.edge_vectors(graph.positions, graph.cell),
+        graph.batch,
+        1,
+        graph.total_charge,
+        return_features=True,
+    )
     species = network.embedding.species_index(graph.numbers)
     phi = energy_features(network, out[keys.NODE_FEATURES], species)
     last = list(network.energy_readout.mlp.children())[-1]
@@ -70,11 +82,22 @@ def test_charge_features_equal_autograd_derivative(projection):
     torch.manual_seed(1)
     model = hybridpot.build_model(small_model_config(readout_mlp=[8], charge_projection=projection))
     network = model.network
-    graph = batch_graphs([graph_from_atoms(random_structure(s, n=6, scale=6.0, charge=float(s)),
-                                           model.cutoff) for s in (1, 2)])
+    graph = batch_graphs(
+        [
+            graph_from_atoms(random_structure(s, n=6, scale=6.0, charge=float(s)), model.cutoff)
+            for s in (1, 2)
+        ]
+    )
     vectors = graph.edge_vectors(graph.positions, graph.cell)
-    out = network(graph.numbers, graph.edge_index, vectors, graph.batch, 2, graph.total_charge,
-                  return_features=True)
+    out = network(
+        graph.numbers,
+        graph.edge_index,
+        vectors,
+        graph.batch,
+        2,
+        graph.total_charge,
+        return_features=True,
+    )
     n = graph.numbers.shape[0]
     psi = charge_features(network, out[keys.NODE_FEATURES][:n].detach(), graph.batch, 2)
     last = list(network.charge_readout.mlp.children())[-1]
@@ -109,20 +132,23 @@ def test_uncertainties_are_invariant(fitted, operation):
         moved = atoms[order]
     a, b = predict(fitted, atoms), predict(fitted, moved)
     # float64 throughout; invariance holds to round-off (a relative 1e-10).
-    torch.testing.assert_close(b[keys.ENERGY_UNCERTAINTY], a[keys.ENERGY_UNCERTAINTY],
-                               rtol=1e-10, atol=0)
+    torch.testing.assert_close(
+        b[keys.ENERGY_UNCERTAINTY], a[keys.ENERGY_UNCERTAINTY], rtol=1e-10, atol=0
+    )
     for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY):
         torch.testing.assert_close(b[key], a[key][torch.as_tensor(order)], rtol=1e-9, atol=0)
 
 
 def test_batched_equals_one_by_one(fitted):
     images = [every_kind()[k] for k in ("crystal", "slab", "molecule", "charged")]
-    graphs = [graph_from_atoms(a, fitted.cutoff, total_charge=a.info.get("charge", 0.0))
-              for a in images]
+    graphs = [
+        graph_from_atoms(a, fitted.cutoff, total_charge=a.info.get("charge", 0.0)) for a in images
+    ]
     batched = fitted(batch_graphs(graphs), compute_stress=False)
     single = [fitted(g, compute_stress=False) for g in graphs]
-    torch.testing.assert_close(batched[keys.ENERGY_UNCERTAINTY],
-                               torch.cat([s[keys.ENERGY_UNCERTAINTY] for s in single]))
+    torch.testing.assert_close(
+        batched[keys.ENERGY_UNCERTAINTY], torch.cat([s[keys.ENERGY_UNCERTAINTY] for s in single])
+    )
     for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY):
         torch.testing.assert_close(batched[key], torch.cat([s[key] for s in single]))
 
@@ -204,5 +230,6 @@ def test_fit_needs_validation_labels(data):
 def test_descriptor_is_the_mean_energy_feature(fitted):
     graph = graph_from_atoms(every_kind()["crystal"], fitted.cutoff)
     features = last_layer_features(fitted, graph)
-    torch.testing.assert_close(features["descriptor"][0],
-                               features["forces"].mean(0), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        features["descriptor"][0], features["forces"].mean(0), rtol=1e-12, atol=1e-12
+    )

@@ -83,7 +83,8 @@ def test_bad_arguments_are_named(fitted, data):
     with pytest.raises(ValueError, match="descriptors must have shape"):
         greedy_selection(np.ones(2), np.zeros((3, 3)), 1)
     with pytest.raises(ValueError, match="criterion must be one of"):
-        select_structures(fitted, graphs_from_structures(data[1], fitted.cutoff), 1,
-                          criterion="stress")
+        select_structures(
+            fitted, graphs_from_structures(data[1], fitted.cutoff), 1, criterion="stress"
+        )
     with pytest.raises(ValueError, match="pool is empty"):
         select_structures(fitted, [], 1)
