@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import numbers
 
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from . import keys
+from .data.fragments import fragments_from_atoms
+from .data.graph import check_electric_field
 from .data.verlet import VerletGraphs
 from .derivatives import has_dipole, has_volume, voigt
 from .device import resolve_device
@@ -37,6 +38,10 @@ class HybridCalculator(Calculator):
         total_charge_key: the ``atoms.info`` key of the total charge; default: the key the
             model was trained with (stored in the model file; ``"charge"`` for models that
             did not store one).
+        electric_field: a uniform external field (3 numbers, V/Å) applied to every
+            structure; ``atoms.info["electric_field"]`` sets it per structure instead (giving
+            both is a ValueError). Non-periodic structures gain the energy -M·E, periodic
+            ones the forces Z*ᵀE (see :mod:`hybridpot.model.response`).
         skin: Verlet skin (Å, >= 0). Neighbour lists (network edges and Coulomb
             real-space pairs) are built for the cutoff plus the skin and reused until an
             atom has moved more than half the skin or the cell, periodicity or species
@@ -45,8 +50,13 @@ class HybridCalculator(Calculator):
 
     Results: ``energy``/``free_energy`` (eV), ``energies`` (N, eV), ``forces`` (N×3, eV/Å),
     ``stress`` (6, Voigt, eV/Å³, ASE sign), ``charges`` (N, e), and the extras
-    ``energy_short``, ``energy_coulomb`` (eV), ``dipole`` (3, e·Å; non-periodic structures
-    only) and ``electrostatic_potential`` (N, eV/e, dE/dq_i). A model with a fitted
+    ``energy_short``, ``energy_coulomb``, ``energy_field`` (eV), ``dipole`` (3, e·Å;
+    non-periodic structures only), ``polarization`` (3, e/Å²; fully periodic structures
+    only, from the positions as given), ``electrostatic_potential`` (N, eV/e, dE/dq_i) and
+    ``born_effective_charges`` (N×3×3, e, Z*_i[a, b] = dM_a/dr_ib; computed only when
+    asked, e.g. ``calc.get_property("born_effective_charges", atoms)``). Fragments
+    (``atoms.arrays["fragment"]`` with ``atoms.info["fragment_charges"]``) fix the charge of
+    each fragment (see :mod:`hybridpot.data.fragments`). A model with a fitted
     uncertainty (:func:`hybridpot.uncertainty.fit_uncertainty`) adds the calibrated
     standard deviations ``energy_uncertainty`` (eV), ``forces_uncertainty`` (N, eV/Å, of
     each force component) and, when calibrated, ``charges_uncertainty`` (N, e); asking a
@@ -55,7 +65,7 @@ class HybridCalculator(Calculator):
     until the caller has asked for a stress once (from then on it comes with the forces,
     as get_stress usually follows get_forces in NPT and cell relaxations). Results are
     reused while nothing changed (positions, cell, pbc, numbers or the total
-    charge).
+    charge, fragments or field).
 
     Stress: fully periodic cells get the full stress (1/V) dE/dε. A slab (exactly one
     non-periodic axis) gets the in-plane stress, normalised by the volume of the cell as
@@ -76,8 +86,11 @@ class HybridCalculator(Calculator):
         "charges",
         "energy_short",
         "energy_coulomb",
+        "energy_field",
         "dipole",
+        "polarization",
         "electrostatic_potential",
+        "born_effective_charges",
         "energy_uncertainty",
         "forces_uncertainty",
         "charges_uncertainty",
@@ -90,6 +103,7 @@ class HybridCalculator(Calculator):
         device: str = "cpu",
         dtype: str = "float64",
         total_charge_key: str | None = None,
+        electric_field=None,
         skin: float = 1.0,
         **kwargs,
     ):
@@ -118,7 +132,10 @@ class HybridCalculator(Calculator):
                 f"total_charge_key must be a non-empty string, got {total_charge_key!r}"
             )
         self.total_charge_key = total_charge_key
-        self._last_charge: float | None = None
+        self.electric_field = None if electric_field is None else check_electric_field(
+            electric_field
+        )
+        self._last_conditions = None
         self._stress_asked = False
         self._graphs = VerletGraphs(self.model.cutoff, skin, dtype=self.dtype, device=self.device)
 
@@ -161,19 +178,77 @@ class HybridCalculator(Calculator):
             )
         return charge
 
+    def conditions(self, atoms) -> tuple:
+        """What besides the geometry fixes the result: ``(total charge e, fragments or
+        None, field (3,) V/Å or None)``, read from ``atoms`` and the calculator.
+
+        Raises:
+            ValueError: a bad total charge, fragment assignment or field, or a field
+                given both to the calculator and in ``atoms.info``.
+        """
+        charge = self.total_charge(atoms)
+        fragments = fragments_from_atoms(atoms, total_charge=charge, where="atoms")
+        field = atoms.info.get(keys.ELECTRIC_FIELD_INFO)
+        if field is not None:
+            if self.electric_field is not None:
+                raise ValueError(
+                    f"the electric field is given twice: electric_field= of the calculator "
+                    f"and atoms.info[{keys.ELECTRIC_FIELD_INFO!r}]; give one"
+                )
+            field = check_electric_field(field)
+        elif self.electric_field is not None:
+            field = self.electric_field
+        if fragments is not None:
+            charge = float(fragments[1].sum())
+        return charge, fragments, field
+
+    @staticmethod
+    def _same_conditions(a, b) -> bool:
+        if a is None or b is None:
+            return False
+        (qa, fa, ea), (qb, fb, eb) = a, b
+        same_fragments = (fa is None and fb is None) or (
+            fa is not None
+            and fb is not None
+            and np.array_equal(fa[0], fb[0])
+            and np.array_equal(fa[1], fb[1])
+        )
+        same_field = (ea is None and eb is None) or (
+            ea is not None and eb is not None and np.array_equal(ea, eb)
+        )
+        return qa == qb and same_fragments and same_field
+
     def check_state(self, atoms, tol=1e-15):
         changes = super().check_state(atoms, tol)
-        # A change of total charge must invalidate the cache as well.
-        if self._last_charge is not None:
-            value = atoms.info.get(self.total_charge_key, 0.0)
-            if not isinstance(value, numbers.Real) or float(value) != self._last_charge:
+        # A change of total charge, fragments or field must invalidate the cache as well.
+        if self._last_conditions is not None:
+            try:
+                now = self.conditions(atoms)
+            except ValueError:
+                now = None  # recompute: calculate() raises the error with its message
+            if not self._same_conditions(now, self._last_conditions):
                 changes.append("initial_charges")
         return changes
 
-    def _with_total_charge(self, graph, charge: float):
-        """``graph`` with its total charge set from the calculator's key."""
-        total = torch.full_like(graph.total_charge, charge)
-        return dataclasses.replace(graph, total_charge=total)
+    def _with_conditions(self, graph, conditions):
+        """``graph`` with its total charge, fragments and field set from ``conditions``."""
+        charge, fragments, field = conditions
+        dtype, device = graph.total_charge.dtype, graph.total_charge.device
+        return dataclasses.replace(
+            graph,
+            total_charge=torch.full_like(graph.total_charge, charge),
+            fragment=None if fragments is None else torch.tensor(fragments[0], device=device),
+            fragment_charge=(
+                None
+                if fragments is None
+                else torch.tensor(fragments[1], dtype=dtype, device=device)
+            ),
+            electric_field=(
+                None
+                if field is None
+                else torch.tensor(field, dtype=dtype, device=device).reshape(1, 3)
+            ),
+        )
 
     # ------------------------------------------------------------------ stress of slabs
     @staticmethod
@@ -208,10 +283,10 @@ class HybridCalculator(Calculator):
             )
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        charge = self.total_charge(atoms)
+        conditions = self.conditions(atoms)
         graph = self._graphs(atoms, self.model.electrostatics)
-        graph = self._with_total_charge(graph, charge)
-        self._last_charge = charge
+        graph = self._with_conditions(graph, conditions)
+        self._last_conditions = conditions
         n_periodic = int(np.sum(atoms.pbc))
         stress_defined = n_periodic == 3 or n_periodic == 2
         if "stress" in properties:
@@ -223,7 +298,10 @@ class HybridCalculator(Calculator):
         want_stress = stress_defined and (
             "stress" in properties or (want_forces and self._stress_asked)
         )
-        out = self.model(graph, compute_forces=want_forces, compute_stress=want_stress)
+        want_bec = "born_effective_charges" in properties
+        out = self.model(
+            graph, compute_forces=want_forces, compute_stress=want_stress, compute_bec=want_bec
+        )
 
         def numpy(key):
             return out[key].detach().cpu().double().numpy()
@@ -236,9 +314,14 @@ class HybridCalculator(Calculator):
             "charges": numpy(keys.CHARGES),
             "energy_short": float(numpy(keys.ENERGY_SHORT)[0]),
             "energy_coulomb": float(numpy(keys.ENERGY_COULOMB)[0]),
+            "energy_field": float(numpy(keys.ENERGY_FIELD)[0]),
         }
         if has_dipole(atoms.pbc):
             results["dipole"] = numpy(keys.DIPOLE)[0]
+        if has_volume(atoms.pbc):
+            results["polarization"] = numpy(keys.POLARIZATION)[0]
+        if want_bec:
+            results["born_effective_charges"] = numpy(keys.BORN_EFFECTIVE_CHARGES)
         if want_forces:
             results["forces"] = numpy(keys.FORCES)
             results["electrostatic_potential"] = numpy(keys.POTENTIAL)

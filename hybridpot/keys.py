@@ -15,9 +15,16 @@ TOTAL_CHARGE = "total_charge"  # (B,) e, from atoms.info["charge"], default 0
 BATCH = "batch"  # (N,) int64, structure index of each atom
 EDGE_INDEX = "edge_index"  # (2, E) int64, rows (i, j): edge i -> j
 CELL_SHIFTS = "cell_shifts"  # (E, 3) float (integer-valued): r_ij = r_j - r_i + S_ij @ cell
+FRAGMENT = "fragment"  # (N,) int64, global index of each atom's fragment (charge group)
+FRAGMENT_CHARGE = "fragment_charge"  # (F,) e, total charge of each fragment
+ELECTRIC_FIELD = "electric_field"  # (B, 3) V/Å, uniform external field (0 when absent)
 
 # --- where ase.Atoms carry them ------------------------------------------------------
 TOTAL_CHARGE_INFO = "charge"  # atoms.info key of the total charge (e) unless configured
+FRAGMENT_ARRAY = "fragment"  # atoms.arrays key: (N,) int, fragment id 0..F-1 of each atom
+FRAGMENT_CHARGES_INFO = "fragment_charges"  # atoms.info key: (F,) e, charge of each fragment
+ELECTRIC_FIELD_INFO = "electric_field"  # atoms.info key: (3,) V/Å, uniform external field
+BEC_ARRAY = "bec"  # atoms.arrays key of Born effective charges: (N, 9) e, Z_i[a, b] row-major
 
 # --- model outputs (and reference labels of the same name) ------------------------------
 ENERGY = "energy"  # (B,) eV, total energy per structure
@@ -30,8 +37,11 @@ CHARGES = "charges"  # (N,) e, per-atom charges summing to TOTAL_CHARGE
 ENERGY_SHORT = "energy_short"  # (B,) eV, network (short-range) energy
 ENERGIES_SHORT = "energies_short"  # (N,) eV, per-atom short-range (network) energy
 ENERGY_COULOMB = "energy_coulomb"  # (B,) eV, electrostatic energy of CHARGES
+ENERGY_FIELD = "energy_field"  # (B,) eV, -dipole·field (non-periodic, with a field), else 0
 POTENTIAL = "electrostatic_potential"  # (N,) eV/e, dE_coulomb/dq_i
 DIPOLE = "dipole"  # (B, 3) e·Å, sum_i q_i r_i; only meaningful for non-periodic structures
+POLARIZATION = "polarization"  # (B, 3) e/Å², sum_i q_i r_i / V of periodic structures (r as given)
+BORN_EFFECTIVE_CHARGES = "born_effective_charges"  # (N, 3, 3) e, Z*_i[a, b] = dmu_a/dr_ib
 ATOMIC_DIPOLES = "atomic_dipoles"  # (N, 3) e·Å, network output with predict_dipoles (l = 1 readout)
 
 NODE_FEATURES = "node_features"  # (N + S, F) 0e features the readouts read; S isolated atoms

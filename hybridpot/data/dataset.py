@@ -28,15 +28,23 @@ from ..fileio import atomic_save, load_weights_only, require_file
 
 # Only the label keys and their defaults (a light module: no torch, no trainer).
 from ..train.config import DataConfig
-from .graph import AtomicGraph, batch_graphs, graph_from_atoms
+from .fragments import fragments_from_atoms
+from .graph import AtomicGraph, batch_graphs, check_electric_field, graph_from_atoms
 
 logger = logging.getLogger(__name__)
 
 #: Labels a dataset graph may carry (besides keys.WEIGHT, which every graph from this
 #: module has), with their per-structure shapes.
-LABELS = (keys.ENERGY, keys.FORCES, keys.STRESS, keys.CHARGES, keys.DIPOLE)
+LABELS = (
+    keys.ENERGY,
+    keys.FORCES,
+    keys.STRESS,
+    keys.CHARGES,
+    keys.DIPOLE,
+    keys.BORN_EFFECTIVE_CHARGES,
+)
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 #: Å; atoms closer than this are the same place (a broken structure, never data).
 COINCIDENT = 1e-6
@@ -68,7 +76,8 @@ def extract_labels(
     Returns:
         ``(labels, total_charge)``: labels keyed by :mod:`hybridpot.keys` names with shapes
         energy (1,) eV, forces (N, 3) eV/Å, stress (1, 3, 3) eV/Å³, charges (N,) e,
-        dipole (1, 3) e·Å, and ``weight`` (1,) always; absent labels are left out.
+        dipole (1, 3) e·Å, Born effective charges (N, 3, 3) e, and ``weight`` (1,)
+        always; absent labels are left out.
 
     Raises:
         ValueError: a label of the wrong shape, a non-finite label or a negative weight.
@@ -82,6 +91,7 @@ def extract_labels(
         (keys.STRESS, k.stress_key, ((6,), (3, 3), (1, 6), (1, 3, 3)), (1, 3, 3)),
         (keys.CHARGES, k.charges_key, ((n,), (n, 1)), (n,)),
         (keys.DIPOLE, k.dipole_key, ((3,), (1, 3)), (1, 3)),
+        (keys.BORN_EFFECTIVE_CHARGES, k.bec_key, ((n, 9), (n, 3, 3)), (n, 3, 3)),
     )
     for name, key, shapes, target in spec:
         value = _lookup(atoms, key)
@@ -116,6 +126,40 @@ def extract_labels(
             f"got {charge!r}"
         )
     return labels, total_charge
+
+
+def extract_conditions(
+    atoms: ase.Atoms,
+    data_keys: DataConfig | None = None,
+    total_charge: float = 0.0,
+    *,
+    where: str = "structure",
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray | None]:
+    """The fragments and the applied electric field of one structure (inputs, not labels).
+
+    Returns:
+        ``(fragments, field)``: ``(ids (N,) int64, charges (F,) e)`` or None, and a (3,)
+        V/Å array or None.
+
+    Raises:
+        ValueError: a bad fragment assignment (named by ``where``) or field.
+    """
+    k = data_keys or DataConfig()
+    fragments = fragments_from_atoms(
+        atoms,
+        fragment_key=k.fragment_key,
+        charges_key=k.fragment_charges_key,
+        split_key=k.fragment_split_key,
+        total_charge=total_charge,
+        where=where,
+    )
+    field = atoms.info.get(k.electric_field_key)
+    if field is not None:
+        try:
+            field = check_electric_field(field)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error} (key {k.electric_field_key!r})") from None
+    return fragments, field
 
 
 def read_structures(path: str | os.PathLike, format: str | None = None) -> list[ase.Atoms]:
@@ -153,9 +197,17 @@ def graphs_from_structures(
     ):
         where = f"{source}[{index}]"
         labels, total_charge = extract_labels(atoms, data_keys, where=where)
+        fragments, field = extract_conditions(atoms, data_keys, total_charge, where=where)
         try:
             graph = graph_from_atoms(
-                atoms, cutoff, dtype=torch.float64, labels=labels, total_charge=total_charge
+                atoms,
+                cutoff,
+                dtype=torch.float64,
+                labels=labels,
+                total_charge=total_charge,
+                fragments=fragments,
+                electric_field=field,
+                read_info=False,
             )
         except ValueError as error:  # NaN positions, a singular cell, ...: name the structure
             raise ValueError(f"{where}: {error}") from None
@@ -226,6 +278,9 @@ def _graph_to_dict(g: AtomicGraph) -> dict:
         "cell_shifts": g.cell_shifts,
         "cutoff": g.cutoff,
         "labels": dict(g.labels),
+        "fragment": g.fragment,
+        "fragment_charge": g.fragment_charge,
+        "electric_field": g.electric_field,
     }
 
 
@@ -241,6 +296,9 @@ def _graph_from_dict(d: dict) -> AtomicGraph:
         cell_shifts=d["cell_shifts"],
         cutoff=float(d["cutoff"]),
         labels=dict(d["labels"]),
+        fragment=d["fragment"],
+        fragment_charge=d["fragment_charge"],
+        electric_field=d["electric_field"],
     )
 
 

@@ -16,6 +16,7 @@ import torch
 
 from .. import keys
 from ..device import resolve_device
+from .fragments import check_fragments, fragments_from_atoms
 from .neighbors import edge_vectors, neighbor_pairs
 
 
@@ -36,6 +37,13 @@ class AtomicGraph:
         labels: reference values keyed by :mod:`hybridpot.keys` names, with per-structure
             (B, ...) or per-atom (N, ...) leading dimension; ``<key>_mask`` (B,) bool
             says which structures carry the label when only some do.
+        fragment: (N,) int64 global fragment index of every atom (fragments numbered
+            structure by structure, each structure's a contiguous range), or None: each
+            structure is one fragment. See :mod:`hybridpot.data.fragments`.
+        fragment_charge: (F,) e, the charge each fragment's charges sum to (None with
+            ``fragment``); the fragments of a structure add up to its ``total_charge``.
+        electric_field: (B, 3) V/Å, a uniform external field per structure, or None (no
+            field).
     """
 
     positions: torch.Tensor
@@ -48,6 +56,9 @@ class AtomicGraph:
     cell_shifts: torch.Tensor
     cutoff: float
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
+    fragment: torch.Tensor | None = None
+    fragment_charge: torch.Tensor | None = None
+    electric_field: torch.Tensor | None = None
     # Derived data kept with the graph (Coulomb plans, passed checks); not copied by batching.
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -71,6 +82,15 @@ class AtomicGraph:
     def n_atoms(self) -> torch.Tensor:
         """(B,) int64, atoms per structure."""
         return torch.bincount(self.batch, minlength=self.num_graphs)
+
+    @property
+    def charge_groups(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The charge constraints: ``(group (N,) int64, group_charge (G,) e)``, each atom's
+        group index and each group's total charge. Fragments when the graph has them,
+        else one group per structure (``batch``, ``total_charge``)."""
+        if self.fragment is None:
+            return self.batch, self.total_charge
+        return self.fragment, self.fragment_charge
 
     # ------------------------------------------------------------------ geometry
     def edge_vectors(
@@ -169,20 +189,32 @@ def graph_from_atoms(
     labels: dict[str, np.ndarray] | None = None,
     total_charge: float | None = None,
     device: torch.device | str | None = None,
+    fragments: tuple[np.ndarray, np.ndarray] | None = None,
+    electric_field=None,
+    read_info: bool = True,
 ) -> AtomicGraph:
     """Build a one-structure graph from ``atoms``.
 
     Args:
-        atoms: the structure; ``atoms.info["charge"]`` is its total charge (default 0).
+        atoms: the structure; ``atoms.info["charge"]`` is its total charge (default 0),
+            ``atoms.arrays["fragment"]`` with ``atoms.info["fragment_charges"]`` its
+            fragments and ``atoms.info["electric_field"]`` (V/Å) an applied field.
         cutoff: neighbour cutoff in Å.
         dtype: float dtype of positions, cell and charges.
         labels: optional reference values (keys from :mod:`hybridpot.keys`).
         total_charge: overrides ``atoms.info["charge"]`` when given.
         device: where the graph lives; its neighbour list is built there (on a GPU by
             vesin's CUDA search, without a round trip through the host).
+        fragments: ``(ids (N,), charges (F,) e)`` (see :mod:`hybridpot.data.fragments`);
+            overrides what ``atoms`` carries.
+        electric_field: (3,) V/Å; overrides ``atoms.info["electric_field"]``.
+        read_info: read total charge, fragments and field from ``atoms`` under the
+            default keys when they are not passed; False: use only what is passed
+            (datasets with their own keys).
 
     Raises:
-        ValueError: non-finite positions or cell, or a singular periodic cell.
+        ValueError: non-finite positions or cell, a singular periodic cell, or a bad
+            fragment assignment or field.
     """
     if not isinstance(atoms, ase.Atoms):
         raise TypeError(f"atoms must be an ase.Atoms, got {type(atoms).__name__}")
@@ -195,8 +227,19 @@ def graph_from_atoms(
     cell_t = torch.tensor(cell, dtype=torch.float64, device=device)
     i, j, shifts = neighbor_pairs(positions_t, cell_t, [bool(p) for p in pbc], cutoff)
     if total_charge is None:
-        total_charge = float(atoms.info.get(keys.TOTAL_CHARGE_INFO, 0.0))
+        total_charge = float(atoms.info.get(keys.TOTAL_CHARGE_INFO, 0.0)) if read_info else 0.0
     n = len(atoms)
+    if fragments is None and read_info:
+        fragments = fragments_from_atoms(atoms, total_charge=total_charge)
+    elif fragments is not None:
+        fragments = check_fragments(*fragments, n, total_charge)
+    if electric_field is None and read_info:
+        electric_field = atoms.info.get(keys.ELECTRIC_FIELD_INFO)
+    field_t = None
+    if electric_field is not None:
+        field_t = torch.tensor(
+            check_electric_field(electric_field), dtype=dtype, device=device
+        ).reshape(1, 3)
     return AtomicGraph(
         positions=positions_t.to(dtype),
         numbers=torch.tensor(atoms.get_atomic_numbers(), dtype=torch.long, device=device),
@@ -208,11 +251,31 @@ def graph_from_atoms(
         cell_shifts=shifts.to(dtype).reshape(-1, 3),
         cutoff=float(cutoff),
         labels={k: torch.as_tensor(v, device=device) for k, v in (labels or {}).items()},
+        fragment=None if fragments is None else torch.tensor(fragments[0], device=device),
+        fragment_charge=(
+            None if fragments is None else torch.tensor(fragments[1], dtype=dtype, device=device)
+        ),
+        electric_field=field_t,
     )
 
 
+def check_electric_field(value) -> np.ndarray:
+    """A uniform electric field as a (3,) float64 array in V/Å.
+
+    Raises:
+        ValueError: not three finite numbers.
+    """
+    try:
+        field_array = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"electric_field must be 3 numbers (V/Å), got {value!r}") from None
+    if field_array.shape != (3,) or not np.all(np.isfinite(field_array)):
+        raise ValueError(f"electric_field must be 3 finite numbers (V/Å), got {value!r}")
+    return field_array
+
+
 # Labels with one row per atom; all others have one row per structure.
-PER_ATOM_LABELS = (keys.FORCES, keys.CHARGES, keys.ENERGIES)
+PER_ATOM_LABELS = (keys.FORCES, keys.CHARGES, keys.ENERGIES, keys.BORN_EFFECTIVE_CHARGES)
 
 
 def batch_graphs(graphs: list[AtomicGraph]) -> AtomicGraph:
@@ -248,6 +311,22 @@ def batch_graphs(graphs: list[AtomicGraph]) -> AtomicGraph:
         mask = torch.cat(mask)
         if not mask.all():
             labels[key + keys.MASK_SUFFIX] = mask
+    fragment = fragment_charge = electric_field = None
+    if any(g.fragment is not None for g in graphs):
+        # Structures without fragments become one group each; ids offset per graph.
+        groups = [g.charge_groups for g in graphs]
+        group_offsets = np.cumsum([0] + [int(charge.shape[0]) for _, charge in groups[:-1]])
+        fragment = torch.cat([ids + int(o) for (ids, _), o in zip(groups, group_offsets)])
+        fragment_charge = torch.cat([charge for _, charge in groups])
+    if any(g.electric_field is not None for g in graphs):
+        electric_field = torch.cat(
+            [
+                g.electric_field
+                if g.electric_field is not None
+                else g.cell.new_zeros((g.num_graphs, 3))
+                for g in graphs
+            ]
+        )
     return AtomicGraph(
         positions=torch.cat([g.positions for g in graphs]),
         numbers=torch.cat([g.numbers for g in graphs]),
@@ -259,6 +338,9 @@ def batch_graphs(graphs: list[AtomicGraph]) -> AtomicGraph:
         cell_shifts=torch.cat([g.cell_shifts for g in graphs]),
         cutoff=graphs[0].cutoff,
         labels=labels,
+        fragment=fragment,
+        fragment_charge=fragment_charge,
+        electric_field=electric_field,
     )
 
 
@@ -275,6 +357,13 @@ def split_graph(graph: AtomicGraph) -> list[AtomicGraph]:
         for key, value in graph.labels.items():
             per_atom = key in PER_ATOM_LABELS
             labels[key] = value[node] if per_atom else value[b : b + 1]
+        fragment = fragment_charge = None
+        if graph.fragment is not None:
+            # A structure's fragments are a contiguous range of the global numbering.
+            ids = graph.fragment[node]
+            first, last = int(ids.min()), int(ids.max())
+            fragment = ids - first
+            fragment_charge = graph.fragment_charge[first : last + 1]
         out.append(
             AtomicGraph(
                 positions=graph.positions[node],
@@ -287,6 +376,11 @@ def split_graph(graph: AtomicGraph) -> list[AtomicGraph]:
                 cell_shifts=graph.cell_shifts[edge_sel],
                 cutoff=graph.cutoff,
                 labels=labels,
+                fragment=fragment,
+                fragment_charge=fragment_charge,
+                electric_field=(
+                    None if graph.electric_field is None else graph.electric_field[b : b + 1]
+                ),
             )
         )
     return out

@@ -27,6 +27,7 @@ from ..derivatives import (
 )
 from ..electrostatics import Electrostatics
 from ..nn import EquivariantNetwork
+from . import response
 from .config import ModelConfig
 
 
@@ -166,23 +167,37 @@ class HybridModel(torch.nn.Module):
         compute_forces: bool = True,
         compute_stress: bool = True,
         create_graph: bool = False,
+        compute_bec: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Energy and its derivatives for a (batched) graph.
+
+        The charges of each structure (or of each fragment, when the graph has
+        fragments) sum to its total charge. A graph with an ``electric_field`` adds the
+        field terms of :mod:`hybridpot.model.response`: the energy -M·E for non-periodic
+        structures (in ENERGY and ENERGY_FIELD; forces follow), the forces Z*ᵀE alone for
+        periodic ones.
 
         Args:
             graph: B structures, N atoms; edges must come from a cutoff >= the model's.
             compute_forces: return forces (N, 3) eV/Å and the electrostatic potential.
             compute_stress: return stress and virial (zeros for structures that are not
                 fully periodic).
-            create_graph: keep the autograd graph of the derivatives (training on forces).
+            create_graph: keep the autograd graph of the derivatives (training on forces
+                or Born effective charges).
+            compute_bec: return the Born effective charges Z*_i = dM/dr_i (N, 3, 3) e.
 
         Returns:
             dict keyed by :mod:`hybridpot.keys`: ENERGY (B,), ENERGIES (N,), ENERGY_SHORT
-            (B,), ENERGY_COULOMB (B,), CHARGES (N,), DIPOLE (B, 3) (zeros for periodic
-            structures), and when asked FORCES (N, 3), POTENTIAL (N,), STRESS (B, 3, 3),
-            STRESS_VOIGT (B, 6), VIRIAL (B, 3, 3); with a fitted uncertainty
-            (``config.uncertainty``) ENERGY_UNCERTAINTY (B,) eV, FORCES_UNCERTAINTY (N,)
-            eV/Å and, when calibrated, CHARGES_UNCERTAINTY (N,) e (detached).
+            (B,), ENERGY_COULOMB (B,), ENERGY_FIELD (B,), CHARGES (N,), DIPOLE (B, 3)
+            (zeros for periodic structures), POLARIZATION (B, 3) e/Å² (fully periodic
+            structures, from the positions as given; zeros for the others), and when
+            asked FORCES (N, 3), POTENTIAL (N,), STRESS (B, 3, 3), STRESS_VOIGT (B, 6),
+            VIRIAL (B, 3, 3), BORN_EFFECTIVE_CHARGES (N, 3, 3); with a fitted
+            uncertainty (``config.uncertainty``) ENERGY_UNCERTAINTY (B,) eV,
+            FORCES_UNCERTAINTY (N,) eV/Å and, when calibrated, CHARGES_UNCERTAINTY (N,) e
+            (detached).
+
+        The stress holds no field term (the periodic field energy is not defined).
         """
         if graph.cutoff + 1e-9 < self.cutoff:
             raise ValueError(
@@ -192,7 +207,7 @@ class HybridModel(torch.nn.Module):
         num_graphs = graph.num_graphs
         positions = graph.positions
         cell = graph.cell
-        if compute_forces or compute_stress:
+        if compute_forces or compute_stress or compute_bec:
             positions = positions.detach().clone().requires_grad_(True)
         strain = None
         if compute_stress:
@@ -207,14 +222,16 @@ class HybridModel(torch.nn.Module):
         graph.check_once(
             f"elements {elements}", lambda: self.network.embedding.species_index(graph.numbers)
         )
+        charge_group, group_charge = graph.charge_groups
         out = network(
             graph.numbers,
             graph.edge_index,
             vectors,
             graph.batch,
             num_graphs,
-            graph.total_charge,
+            group_charge,
             check_numbers=False,
+            charge_group=None if graph.fragment is None else charge_group,
             return_features=self.uncertainty is not None,
         )
         energies_short = out[keys.ENERGIES_SHORT]
@@ -241,24 +258,52 @@ class HybridModel(torch.nn.Module):
         def per_structure(values: torch.Tensor) -> torch.Tensor:
             return segment_sum(values, graph.batch, num_graphs)
 
+        # M = sum q r from the (leaf) positions as given: its derivative is Z*.
+        moments = response.dipole_moments(charges, positions, graph.batch, num_graphs)
+        field = graph.electric_field
         energy = per_structure(energies)
-        dipole = segment_sum(charges[:, None] * graph.positions, graph.batch, num_graphs)
-        dipole = torch.where(has_dipole(graph.pbc)[:, None], dipole, torch.zeros_like(dipole))
+        energy_field = torch.zeros_like(energy)
+        if field is not None:
+            energy_field = response.field_energy(moments, field, graph.pbc)
+            energy = energy + energy_field
 
+        molecule = has_dipole(graph.pbc)[:, None]
         results = {
             keys.ENERGY: energy,
             keys.ENERGIES: energies,
             keys.ENERGY_SHORT: per_structure(energies_short),
             keys.ENERGY_COULOMB: per_structure(energies_coulomb),
+            keys.ENERGY_FIELD: energy_field,
             keys.CHARGES: charges,
-            keys.DIPOLE: dipole,
+            keys.DIPOLE: torch.where(molecule, moments, torch.zeros_like(moments)),
+            keys.POLARIZATION: response.polarization(
+                moments, cell_volume(cell, graph.pbc), graph.pbc
+            ),
         }
         if self.uncertainty is not None:
             species = self.network.embedding.species_index(graph.numbers, check=False)
+            groups = (graph.batch, num_graphs)
+            if graph.fragment is not None:
+                groups = (charge_group, int(group_charge.shape[0]))
             results.update(
                 self.uncertainty(
-                    self.network, out[keys.NODE_FEATURES], species, graph.batch, num_graphs
+                    self.network,
+                    out[keys.NODE_FEATURES],
+                    species,
+                    graph.batch,
+                    num_graphs,
+                    charge_groups=groups,
                 )
+            )
+        if compute_bec:
+            results[keys.BORN_EFFECTIVE_CHARGES] = response.born_effective_charges(
+                moments, positions, create_graph=create_graph
+            )
+        # Before the energy's backward pass, which frees the graph.
+        field_forces = None
+        if field is not None and compute_forces and not bool(molecule.all()):
+            field_forces = response.periodic_field_forces(
+                moments, field, graph.pbc, positions, create_graph=create_graph
             )
         if compute_forces or compute_stress:
             wants_potential = self.electrostatics is not None and charges.requires_grad
@@ -270,6 +315,8 @@ class HybridModel(torch.nn.Module):
                 extra=(charges,) if wants_potential else (),
                 create_graph=create_graph,
             )
+            if field_forces is not None:
+                forces = forces + field_forces
             results[keys.FORCES] = forces
             results[keys.POTENTIAL] = extra[0] if wants_potential else torch.zeros_like(charges)
             if compute_stress:

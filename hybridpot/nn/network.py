@@ -237,7 +237,9 @@ class EquivariantNetwork(torch.nn.Module):
         exact_float64(self)
 
     # ------------------------------------------------------------------ helpers
-    def _check_inputs(self, numbers, edge_index, edge_vectors, batch, num_graphs, total_charge):
+    def _check_inputs(
+        self, numbers, edge_index, edge_vectors, batch, num_graphs, total_charge, charge_group
+    ):
         dtype = self.embedding.weight.dtype
         n = numbers.shape[0]
         if numbers.dim() != 1:
@@ -260,7 +262,18 @@ class EquivariantNetwork(torch.nn.Module):
             raise ValueError(f"batch must have shape (N,) = ({n},), got {tuple(batch.shape)}")
         if isinstance(num_graphs, bool) or not isinstance(num_graphs, int) or num_graphs < 1:
             raise ValueError(f"num_graphs must be an integer >= 1, got {num_graphs!r}")
-        if total_charge is not None and total_charge.shape != (num_graphs,):
+        if charge_group is not None:
+            if charge_group.shape != (n,) or charge_group.dtype != torch.long:
+                raise ValueError(
+                    f"charge_group must be an int64 tensor of shape (N,) = ({n},), got "
+                    f"{charge_group.dtype} {tuple(charge_group.shape)}"
+                )
+            if total_charge is None or total_charge.dim() != 1:
+                raise ValueError(
+                    "with charge_group, total_charge must be given, shape (G,): the charge "
+                    "of each group"
+                )
+        elif total_charge is not None and total_charge.shape != (num_graphs,):
             raise ValueError(
                 f"total_charge must have shape (B,) = ({num_graphs},), "
                 f"got {tuple(total_charge.shape)}"
@@ -290,6 +303,7 @@ class EquivariantNetwork(torch.nn.Module):
         num_graphs: int,
         total_charge: torch.Tensor | None = None,
         check_numbers: bool = True,
+        charge_group: torch.Tensor | None = None,
         return_features: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Per-atom outputs of a batch of N atoms in B structures with E directed edges.
@@ -303,6 +317,9 @@ class EquivariantNetwork(torch.nn.Module):
             total_charge: (B,) e, the charge each structure's charges sum to (default 0).
             check_numbers: check that every number is a known element (reads values on
                 the host: a sync on a GPU); False for numbers already checked.
+            charge_group: (N,) int64, the charge group (fragment) of each atom, indexing
+                ``total_charge`` (then (G,) e, one charge per group); None: one group per
+                structure. See :attr:`hybridpot.data.AtomicGraph.charge_groups`.
             return_features: also return ``keys.NODE_FEATURES``, the even scalars the
                 readouts read, (N + S, num_scalars): the N atoms, then one isolated atom
                 of each of the S elements (what the last-layer uncertainty needs).
@@ -312,7 +329,9 @@ class EquivariantNetwork(torch.nn.Module):
             ``predict_charges``) and ``keys.ATOMIC_DIPOLES`` (N, 3) e·Å (if
             ``predict_dipoles``).
         """
-        self._check_inputs(numbers, edge_index, edge_vectors, batch, num_graphs, total_charge)
+        self._check_inputs(
+            numbers, edge_index, edge_vectors, batch, num_graphs, total_charge, charge_group
+        )
         species = self.embedding.species_index(numbers, check=check_numbers)
         n_atoms = species.shape[0]
         # One extra, edge-less "isolated atom" per element rides along with the batch: the
@@ -339,7 +358,11 @@ class EquivariantNetwork(torch.nn.Module):
         if self.charge_readout is not None:
             if total_charge is None:
                 total_charge = torch.zeros(num_graphs, dtype=h.dtype, device=h.device)
-            out[keys.CHARGES] = self.charge_readout(scalars, batch, num_graphs, total_charge)
+            if charge_group is None:
+                groups, num_groups = batch, num_graphs
+            else:
+                groups, num_groups = charge_group, int(total_charge.shape[0])
+            out[keys.CHARGES] = self.charge_readout(scalars, groups, num_groups, total_charge)
         if self.dipole_readout is not None:
             out[ATOMIC_DIPOLES] = self.dipole_readout(h)
         return out

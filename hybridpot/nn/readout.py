@@ -2,7 +2,8 @@
 
 Energy:   E_i = scale * (MLP_E(s_i) - MLP_E(s_isolated(Z_i))) + shift[Z_i]      (eV)
           (shift = atomic reference energies; an atom without neighbours gets exactly it)
-Charges:  q~_i = MLP_q(s_i)_0, then a projection per structure b so that sum_i q_i = Q_b:
+Charges:  q~_i = MLP_q(s_i)_0, then a projection per group b (a structure, or one of its
+          fragments when fragments are given) so that sum_{i in b} q_i = Q_b:
 
     q_i = q~_i + w_i (Q_b - sum_{j in b} q~_j) / sum_{j in b} w_j
 
@@ -36,17 +37,22 @@ def project_charges(
     num_graphs: int,
     total_charge: torch.Tensor,
 ) -> torch.Tensor:
-    """Shift raw charges so that each structure's charges sum to its total charge.
+    """Shift raw charges so that each group's charges sum to its total charge.
+
+    A group is a structure, or a fragment of one (a molecule, an ion) when fragments are
+    given: the excess of one group is spread over its own atoms only, so no charge moves
+    between groups.
 
     Args:
         q_tilde: (N,) e, raw per-atom charges.
         weights: (N,) positive per-atom weights, or None for uniform weights.
-        batch: (N,) int64 structure index of each atom.
-        num_graphs: B.
-        total_charge: (B,) e.
+        batch: (N,) int64 group index of each atom (the structure index when each
+            structure is one group).
+        num_graphs: G, the number of groups.
+        total_charge: (G,) e.
 
     Returns:
-        (N,) e, q_i = q~_i + w_i (Q_b - sum_b q~) / sum_b w. A structure with no atoms is
+        (N,) e, q_i = q~_i + w_i (Q_g - sum_g q~) / sum_g w. A group with no atoms is
         left alone.
     """
     if weights is None:

@@ -70,6 +70,24 @@ class DataConfig:
     weight_key: str = "weight"
     """Per-structure loss weight: ``atoms.info[key]``; absent means 1."""
 
+    bec_key: str = keys.BEC_ARRAY
+    """Born effective charges (e; (N, 9) row-major Z_i[a, b] = dμ_a/dr_ib, or (N, 3, 3)):
+    ``atoms.arrays[key]``."""
+
+    fragment_key: str = keys.FRAGMENT_ARRAY
+    """Per-atom fragment ids 0..F-1 (ints): ``atoms.arrays[key]``; absent: no fragments."""
+
+    fragment_charges_key: str | list[str] = keys.FRAGMENT_CHARGES_INFO
+    """Fragment charges (e): ``atoms.info[key]`` holding F numbers, or a list of F info
+    keys with one charge each (e.g. ``[chargeA, chargeB]`` for the LODE dimer files)."""
+
+    fragment_split_key: str | None = None
+    """Instead of per-atom ids: ``atoms.info[key]`` = k puts atoms 0..k-1 in fragment 0 and
+    the rest in fragment 1 (e.g. ``indexB`` for the LODE dimer files); null: not used."""
+
+    electric_field_key: str = keys.ELECTRIC_FIELD_INFO
+    """Uniform external electric field (V/Å, 3 numbers): ``atoms.info[key]``; absent: none."""
+
     cache_dir: str | None = None
     """Folder for neighbour-list caches keyed by file hash and cutoff; null: memory only."""
 
@@ -143,6 +161,10 @@ class LossConfig:
 
     dipole: float = 0.0
     """Weight of the dipole loss ((e·Å)² per component; non-periodic structures)."""
+
+    bec: float = 0.0
+    """Weight of the Born effective charge loss (e² per component of Z*_i; needs BEC
+    labels, ``data.bec_key``)."""
 
 
 @dataclass

@@ -34,24 +34,28 @@ def predict(
     batch_size: int = 8,
     metrics: Metrics | None = None,
     progress: bool = False,
+    bec: bool | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Per-structure predictions (float64 numpy) of ``model`` for ``graphs``.
 
     Each dict holds energy (eV, scalar), energies (N,), forces (N, 3) eV/Å, charges
     (N,) e, energy_short and energy_coulomb (eV), stress (3, 3) eV/Å³ for fully
-    periodic structures and dipole (3,) e·Å for non-periodic ones, and the model's
-    uncertainties when it has them: energy_uncertainty (eV, scalar), forces_uncertainty
-    (N,) eV/Å, charges_uncertainty (N,) e. When ``metrics`` is
-    given, each batch's errors against the graphs' labels are added to it.
+    periodic structures, dipole (3,) e·Å for non-periodic ones, and with ``bec``
+    (default: when any graph carries Born effective charge labels) born_effective_charges
+    (N, 3, 3) e, and the model's uncertainties when it has them: energy_uncertainty (eV,
+    scalar), forces_uncertainty (N,) eV/Å, charges_uncertainty (N,) e. When ``metrics``
+    is given, each batch's errors against the graphs' labels are added to it.
     """
     dtype, device = _model_dtype_device(model)
     model.eval()
     graphs = [g.to(dtype=dtype) for g in graphs]
     stress = any(bool(has_volume(g.pbc).any()) for g in graphs)
+    if bec is None:
+        bec = any(keys.BORN_EFFECTIVE_CHARGES in g.labels for g in graphs)
     loader = GraphLoader(graphs, batch_size, device=device)
     results = []
     for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
-        pred = model(batch, compute_forces=True, compute_stress=stress)
+        pred = model(batch, compute_forces=True, compute_stress=stress, compute_bec=bec)
         pred = {k: v.detach() for k, v in pred.items()}
         if metrics is not None:
             metrics.update(pred, batch)
@@ -72,6 +76,8 @@ def predict(
             for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY):
                 if key in pred:
                     out[key] = pred[key][atoms]
+            if bec:
+                out[keys.BORN_EFFECTIVE_CHARGES] = pred[keys.BORN_EFFECTIVE_CHARGES][atoms]
             if bool(has_volume(batch.pbc[b])):
                 out[keys.STRESS] = pred[keys.STRESS][b]
             elif bool(has_dipole(batch.pbc[b])):
@@ -130,9 +136,10 @@ def write_predictions(
 
     Predictions go under the standard names (energy, forces, stress, charges, read back
     by ASE as calculator results; ``energy_short``, ``energy_coulomb`` and, for
-    non-periodic structures, ``dipole`` in ``info``; uncertainties as ``info`` /
-    ``arrays`` entries named by :mod:`hybridpot.keys`); reference labels found under the
-    ``data_keys`` are kept as ``ref_<name>``.
+    non-periodic structures, ``dipole`` in ``info``; Born effective charges, when
+    predicted, as the calculator result ``born_effective_charges`` (N, 9) row-major;
+    uncertainties as ``info`` / ``arrays`` entries named by :mod:`hybridpot.keys`);
+    reference labels found under the ``data_keys`` are kept as ``ref_<name>``.
     """
     if len(images) != len(predictions):
         raise ValueError(
@@ -146,6 +153,7 @@ def write_predictions(
         keys.STRESS: k.stress_key,
         keys.CHARGES: k.charges_key,
         keys.DIPOLE: k.dipole_key,
+        keys.BORN_EFFECTIVE_CHARGES: k.bec_key,
     }
     out = []
     for atoms, pred in zip(images, predictions, strict=True):
@@ -159,6 +167,8 @@ def write_predictions(
                 continue
             if name in (keys.FORCES, keys.CHARGES):
                 new.arrays[f"ref_{name}"] = labels[name]
+            elif name == keys.BORN_EFFECTIVE_CHARGES:
+                new.arrays[f"ref_{name}"] = labels[name].reshape(-1, 9)
             elif name == keys.STRESS:
                 new.info[f"ref_{name}"] = voigt(labels[name].reshape(3, 3))
             elif name == keys.DIPOLE:
@@ -181,6 +191,10 @@ def write_predictions(
         new.info[keys.ENERGY_COULOMB] = float(pred[keys.ENERGY_COULOMB])
         if keys.DIPOLE in pred:
             new.info[keys.DIPOLE] = pred[keys.DIPOLE]
+        if keys.BORN_EFFECTIVE_CHARGES in pred:
+            # ASE's own property, (N, 9) row-major (extxyz cannot write (N, 3, 3)),
+            # Z_i[a, b] = dM_a/dr_ib.
+            results["born_effective_charges"] = pred[keys.BORN_EFFECTIVE_CHARGES].reshape(-1, 9)
         new.calc = SinglePointCalculator(new, **results)
         out.append(new)
     buffer = io.StringIO()
@@ -198,7 +212,9 @@ def uncertainty_errors(
     Returns:
         property -> (errors (M,), sigmas (M,)): ``"energy"`` one value per labelled
         structure (eV, total energy), ``"forces"`` one per force component (eV/Å, each
-        atom's sigma for its three components), ``"charges"`` one per atom (e).
+        atom's sigma for its three components), ``"charges"`` one per atom (e). Values
+        whose sigma is exactly 0 are left out: they do not depend on the fitted last layer
+        (an atom without neighbours has exactly its reference energy and zero force).
     """
     pairs = {
         "energy": (keys.ENERGY, keys.ENERGY_UNCERTAINTY),

@@ -2,7 +2,8 @@
 
     L = sum_p w_p * L_p,   L_p = sum_r s_r * sum_c rho(pred_rc - ref_rc) / (C * sum_r s_r)
 
-with p over energy per atom, forces, stress, charges and dipole (rows r and components c
+with p over energy per atom, forces, stress, charges, dipole and Born effective charges
+(rows r and components c
 as in :mod:`hybridpot.train.targets`), s_r the structure's weight and rho the squared
 error or the Huber function. A property that no structure in the batch carries (or whose
 weight is 0) adds nothing; it never counts as a zero label.
@@ -47,6 +48,10 @@ class Loss:
     @property
     def needs_stress(self) -> bool:
         return "stress" in self.weights
+
+    @property
+    def needs_bec(self) -> bool:
+        return "bec" in self.weights
 
     def property_loss(
         self, pred: dict[str, torch.Tensor], graph: AtomicGraph, name: str

@@ -10,6 +10,7 @@ component counting once and without the loss weights:
 | stress | Voigt stress components | meV/Å³ |
 | charges | per-atom charges | me (10⁻³ e) |
 | dipole | dipole components | me·Å |
+| bec | Born effective charge components | me (10⁻³ e) |
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ UNITS = {
     "stress": ("meV/Å³", 1000.0),
     "charges": ("me", 1000.0),
     "dipole": ("me·Å", 1000.0),
+    "bec": ("me", 1000.0),
 }
 
 
@@ -39,6 +41,7 @@ MODEL_UNITS = {
     "stress": "eV/Å³",
     "charges": "e",
     "dipole": "e·Å",
+    "bec": "e",
 }
 
 

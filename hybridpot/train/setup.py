@@ -25,6 +25,7 @@ LABEL_KEYS = {
     "stress": "stress_key",
     "charges": "charges_key",
     "dipole": "dipole_key",
+    "bec": "bec_key",
 }
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -28,12 +28,13 @@ def train_step(
     (the caller decides what to do) so that the weights are never made NaN.
     """
     optimizer.zero_grad(set_to_none=True)
-    derivatives = loss_fn.needs_forces or loss_fn.needs_stress
+    derivatives = loss_fn.needs_forces or loss_fn.needs_stress or loss_fn.needs_bec
     pred = model(
         batch,
         compute_forces=loss_fn.needs_forces,
         compute_stress=loss_fn.needs_stress,
         create_graph=derivatives,
+        compute_bec=loss_fn.needs_bec,
     )
     loss, parts = loss_fn(pred, batch)
     if not torch.isfinite(loss):
@@ -47,14 +48,18 @@ def train_step(
     return loss.detach(), {k: v.detach() for k, v in parts.items()}
 
 
-def needed_outputs(loss_fn: Loss, graphs: list[AtomicGraph]) -> tuple[bool, bool]:
-    """(compute_forces, compute_stress) to evaluate ``graphs``: what the loss or the labels
-    need."""
+def needed_outputs(loss_fn: Loss, graphs: list[AtomicGraph]) -> dict[str, bool]:
+    """The derivative switches (``compute_forces``, ``compute_stress``, ``compute_bec``) to
+    evaluate ``graphs``: what the loss or the labels need."""
     has = {
         name: any(bool(structure_mask(g, OUTPUT_KEYS[name]).any()) for g in graphs)
-        for name in ("forces", "stress")
+        for name in ("forces", "stress", "bec")
     }
-    return loss_fn.needs_forces or has["forces"], loss_fn.needs_stress or has["stress"]
+    return {
+        "compute_forces": loss_fn.needs_forces or has["forces"],
+        "compute_stress": loss_fn.needs_stress or has["stress"],
+        "compute_bec": loss_fn.needs_bec or has["bec"],
+    }
 
 
 def evaluate_loader(
@@ -66,11 +71,11 @@ def evaluate_loader(
     keep the derivative graph; outputs are detached batch by batch.
     """
     model.eval()
-    forces, stress = needed_outputs(loss_fn, loader.graphs)
+    switches = needed_outputs(loss_fn, loader.graphs)
     metrics = Metrics(keep_values=keep_values)
     total, count = 0.0, 0
     for batch in loader:
-        pred = model(batch, compute_forces=forces, compute_stress=stress)
+        pred = model(batch, **switches)
         pred = {k: v.detach() for k, v in pred.items()}
         loss, _ = loss_fn(pred, batch)
         total += float(loss) * batch.num_graphs

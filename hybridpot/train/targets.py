@@ -11,6 +11,7 @@ labelled (the ``<key>_mask`` of :func:`hybridpot.data.batch_graphs`).
 | stress | 6 Voigt components (eV/Å³, ASE sign) | labelled structures |
 | charges | per-atom charge (e) | atoms of labelled structures |
 | dipole | 3 components (e·Å) | labelled non-periodic structures |
+| bec | 9 components of Z*_i (e) | atoms of labelled structures |
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..data.graph import AtomicGraph
 from ..derivatives import has_dipole, voigt
 
 #: Properties the loss and the metrics know, in reporting order.
-PROPERTIES = ("energy", "forces", "stress", "charges", "dipole")
+PROPERTIES = ("energy", "forces", "stress", "charges", "dipole", "bec")
 
 #: Model output each property needs.
 OUTPUT_KEYS = {
@@ -33,9 +34,11 @@ OUTPUT_KEYS = {
     "stress": keys.STRESS,
     "charges": keys.CHARGES,
     "dipole": keys.DIPOLE,
+    "bec": keys.BORN_EFFECTIVE_CHARGES,
 }
 
-_PER_ATOM = {"forces", "charges"}
+#: Per-atom properties and the shape of their compared rows.
+_PER_ATOM = {"forces": (-1, 3), "charges": (-1, 1), "bec": (-1, 9)}
 
 
 @dataclass
@@ -107,7 +110,7 @@ def pair(pred: dict[str, torch.Tensor], graph: AtomicGraph, name: str) -> Pair |
         p, ref = voigt(p), voigt(ref.reshape(-1, 3, 3))
     elif name in _PER_ATOM:
         atom_mask = mask[graph.batch]
-        shape = (-1, 3) if name == "forces" else (-1, 1)
+        shape = _PER_ATOM[name]
         p = p.reshape(shape)[atom_mask]
         ref = ref.reshape(shape)[atom_mask]
         return Pair(p, ref, weights[graph.batch][atom_mask])

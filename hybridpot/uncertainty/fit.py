@@ -48,13 +48,16 @@ def last_layer_features(model, graph: AtomicGraph) -> dict[str, torch.Tensor]:
     invariant fingerprint of each structure, used by the selection)."""
     network = model.network
     vectors = graph.edge_vectors(graph.positions, graph.cell)
+    charge_group, group_charge = graph.charge_groups
+    fragments = graph.fragment is not None
     out = network(
         graph.numbers,
         graph.edge_index,
         vectors,
         graph.batch,
         graph.num_graphs,
-        graph.total_charge,
+        group_charge,
+        charge_group=charge_group if fragments else None,
         return_features=True,
     )
     features = out[keys.NODE_FEATURES]
@@ -68,9 +71,9 @@ def last_layer_features(model, graph: AtomicGraph) -> dict[str, torch.Tensor]:
     }
     if network.charge_readout is not None:
         n_atoms = species.shape[0]
-        result["charges"] = charge_features(
-            network, features[:n_atoms], graph.batch, graph.num_graphs
-        ).double()
+        groups = (charge_group, int(group_charge.shape[0])) if fragments else None
+        groups = groups or (graph.batch, graph.num_graphs)
+        result["charges"] = charge_features(network, features[:n_atoms], *groups).double()
     return result
 
 

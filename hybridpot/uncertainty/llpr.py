@@ -87,6 +87,7 @@ class LastLayerUncertainty(torch.nn.Module):
         species: torch.Tensor,
         batch: torch.Tensor,
         num_graphs: int,
+        charge_groups: tuple[torch.Tensor, int] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Calibrated standard deviations from the network's node features.
 
@@ -96,6 +97,8 @@ class LastLayerUncertainty(torch.nn.Module):
             species: (N,) species index of each atom.
             batch: (N,) structure index of each atom.
             num_graphs: B.
+            charge_groups: (group index (N,), number of groups) of the charge projection
+                when it is not per structure (fragments); None: ``(batch, num_graphs)``.
 
         Returns:
             ``keys.ENERGY_UNCERTAINTY`` (B,) eV and ``keys.FORCES_UNCERTAINTY`` (N,) eV/Å
@@ -116,7 +119,8 @@ class LastLayerUncertainty(torch.nn.Module):
             out[keys.FORCES_UNCERTAINTY] = variance.sqrt()
         if self.calibrated("charges") and network.charge_readout is not None:
             n_atoms = species.shape[0]
-            psi = charge_features(network, features[:n_atoms], batch, num_graphs)
+            groups, num_groups = charge_groups or (batch, num_graphs)
+            psi = charge_features(network, features[:n_atoms], groups, num_groups)
             variance = alpha2[2] * quadratic_form(psi, self.charges_root.to(dtype))
             out[keys.CHARGES_UNCERTAINTY] = variance.sqrt()
         return out
