@@ -57,7 +57,7 @@ def make_data(folder: Path, quick: bool) -> dict:
     files = {}
     if not (folder / "initial.xyz").is_file():
         write_extxyz(generate_nacl_dataset(4, 1, specs=(crystal,), md=md), folder / "initial.xyz")
-        n_valid = 8 if quick else 16
+        n_valid = 4 if quick else 16
         write_extxyz(
             generate_nacl_dataset(n_valid, 2, specs=kinds, md=md), folder / "validation.xyz"
         )
@@ -84,7 +84,7 @@ def main() -> None:
         "initial": files["initial"],
         "validation": files["validation"],
         "training": {
-            "epochs": 4 if args.quick else 12,
+            "epochs": 2 if args.quick else 12,
             "batch_size": 2,
             "dtype": "float32",
             "optim": {"lr": 0.01, "ema_decay": 0.9},
@@ -97,8 +97,8 @@ def main() -> None:
             "structures": files["starts"],
             "temperatures": [800.0] if args.quick else [600.0, 1500.0],
             "strains": [0.0] if args.quick else [-0.02, 0.02],
-            "steps": 20 if args.quick else 60,
-            "stride": 10 if args.quick else 15,
+            "steps": 10 if args.quick else 60,
+            "stride": 5 if args.quick else 15,
             "max_force_uncertainty": 5.0,
         },
         "label": {

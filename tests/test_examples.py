@@ -262,3 +262,21 @@ def test_routing_example_names_each_method_and_matches_independent_sums(relaxed)
     written = ase.io.read(folder / "cluster.extxyz")
     assert written.info["charge"] == 1.0
     assert written.get_potential_energy() == pytest.approx(c["energy"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_active_learning_example_runs_the_loop_and_plots(tmp_path):
+    stdout = run_example("active_learning.py", "--quick", "--output", str(tmp_path))
+    folder = tmp_path / "active_learning"
+    assert "stopped: max_rounds reached" in stdout
+    assert printed_number(stdout, "labels used:") == 6  # 4 initial + 2 picked in round 0
+    assert (folder / "active_learning.png").read_bytes()[:4] == b"\x89PNG"
+    history = json.loads((folder / "summary.json").read_text())
+    assert [row["n_labels"] for row in history] == [4, 6]
+    assert all(np.isfinite(row["force_rmse"]) for row in history)
+    picked = ase.io.read(folder / "run" / "round_000" / "picked.xyz", ":")
+    assert len(picked) == 2 and all("forces" in a.arrays for a in picked)
+    # The config it wrote runs (here: resumes, finding every round done) with the CLI.
+    from hybridpot.cli import main
+
+    assert main(["active", str(folder / "active.yaml")]) == 0

@@ -233,3 +233,33 @@ def test_descriptor_is_the_mean_energy_feature(fitted):
     torch.testing.assert_close(
         features["descriptor"][0], features["forces"].mean(0), rtol=1e-12, atol=1e-12
     )
+
+
+def test_charge_uncertainty_follows_fragments(fitted):
+    """With fragments the projection is per fragment: the LLPR charge features are the
+    derivative of those projected charges (autograd), and the sigmas stay positive."""
+    atoms = random_structure(12, n=8, scale=6.0)
+    ids = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    graph = graph_from_atoms(atoms, fitted.cutoff, fragments=(ids, np.array([1.0, -1.0])))
+    groups, group_charge = graph.charge_groups
+    network = fitted.network
+    vectors = graph.edge_vectors(graph.positions, graph.cell)
+    out = network(
+        graph.numbers,
+        graph.edge_index,
+        vectors,
+        graph.batch,
+        1,
+        group_charge,
+        charge_group=groups,
+        return_features=True,
+    )
+    psi = charge_features(network, out[keys.NODE_FEATURES][:8].detach(), groups, 2)
+    last = list(network.charge_readout.mlp.children())[-1]
+    jacobian = [
+        torch.autograd.grad(out[keys.CHARGES][i], last.weight, retain_graph=True)[0][:, 0]
+        for i in range(8)
+    ]
+    torch.testing.assert_close(psi, torch.stack(jacobian), rtol=0, atol=1e-10)
+    sigma = fitted(graph, compute_stress=False)[keys.CHARGES_UNCERTAINTY]
+    assert torch.isfinite(sigma).all() and (sigma > 0).all()
