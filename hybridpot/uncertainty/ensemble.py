@@ -31,20 +31,6 @@ from .llpr import UQ_PROPERTIES
 
 ENSEMBLE_FORMAT = "hybridpot-ensemble"
 
-#: Outputs averaged over the members.
-_MEAN_KEYS = (
-    keys.ENERGY,
-    keys.ENERGIES,
-    keys.ENERGY_SHORT,
-    keys.ENERGY_COULOMB,
-    keys.CHARGES,
-    keys.DIPOLE,
-    keys.FORCES,
-    keys.POTENTIAL,
-    keys.STRESS,
-    keys.STRESS_VOIGT,
-    keys.VIRIAL,
-)
 _SIGMA_KEYS = {
     "energy": keys.ENERGY_UNCERTAINTY,
     "forces": keys.FORCES_UNCERTAINTY,
@@ -107,10 +93,12 @@ class EnsembleModel(torch.nn.Module):
     def spread(self, graph: AtomicGraph, **options) -> tuple[dict, dict]:
         """(mean outputs, uncalibrated spreads keyed by property) of ``graph``."""
         outs = [member(graph, **options) for member in self.members]
+        # Every output the members give (energies, forces, charges, stress, field terms,
+        # ...) is averaged; the members' own uncertainties, if any, are not used.
         mean = {
             key: torch.stack([o[key].detach() for o in outs]).mean(0)
-            for key in _MEAN_KEYS
-            if key in outs[0]
+            for key in outs[0]
+            if key not in _SIGMA_KEYS.values() and key != keys.NODE_FEATURES
         }
         stack = {key: torch.stack([o[key].detach() for o in outs]) for key in mean}
         spread = {"energy": stack[keys.ENERGY].std(0, unbiased=False)}
