@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--format", default=None, help="ASE format of the data file")
     evaluate.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     defaults = DataConfig()
-    for name in ("energy", "forces", "stress", "charges", "dipole"):
+    for name in ("energy", "forces", "stress", "charges", "dipole", "bec"):
         evaluate.add_argument(
             f"--{name.replace('_', '-')}-key",
             default=getattr(defaults, f"{name}_key"),
@@ -83,6 +83,33 @@ def _parser() -> argparse.ArgumentParser:
         "--total-charge-key",
         default=None,
         help="info key of the total charge (default: the key the model was trained with)",
+    )
+    evaluate.add_argument(
+        "--fragment-key",
+        default=defaults.fragment_key,
+        help="arrays key of per-atom fragment ids (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--fragment-charges-key",
+        nargs="+",
+        default=[defaults.fragment_charges_key],
+        help="info key of the fragment charges, or one info key per fragment "
+        "(default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--fragment-split-key",
+        default=None,
+        help="info key of a split index k: atoms 0..k-1 are fragment 0, the rest fragment 1",
+    )
+    evaluate.add_argument(
+        "--electric-field-key",
+        default=defaults.electric_field_key,
+        help="info key of a uniform electric field in V/Å (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--bec",
+        action="store_true",
+        help="also predict Born effective charges (always done when the data carry them)",
     )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.add_argument(
@@ -211,6 +238,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         charges_key=args.charges_key,
         total_charge_key=args.total_charge_key,
         dipole_key=args.dipole_key,
+        bec_key=args.bec_key,
+        fragment_key=args.fragment_key,
+        fragment_charges_key=(
+            args.fragment_charges_key[0]
+            if len(args.fragment_charges_key) == 1
+            else list(args.fragment_charges_key)
+        ),
+        fragment_split_key=args.fragment_split_key,
+        electric_field_key=args.electric_field_key,
     )
     images = read_structures(args.data, args.format)
     metrics, counts, predictions = evaluate_structures(
@@ -220,6 +256,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.quiet,
         source=args.data,
+        bec=True if args.bec else None,
     )
     print(f"{len(images)} structures from {args.data}")
     print(format_table(metrics, counts))

@@ -164,6 +164,26 @@ def test_evaluate_molecules_reports_dipole(workspace, capsys):
     assert "dipole     me·Å" in out and "stress" not in out
 
 
+def test_evaluate_bec_with_fragments_and_a_field(workspace, capsys, tmp_path):
+    """--bec writes Z* (sum rule per structure); fragments read under the dimer keys."""
+    images = ase.io.read(workspace["clusters"], ":")
+    for atoms in images:
+        atoms.info.update(split=2, qa=0.5, qb=-0.5, field=[0.0, 0.0, 0.1])
+    data = tmp_path / "dimers.xyz"
+    ase.io.write(data, images, format="extxyz")
+    out = tmp_path / "pred.xyz"
+    arguments = ["evaluate", str(workspace["model"]), str(data), "-o", str(out), "--quiet"]
+    arguments += ["--bec", "--fragment-split-key", "split", "--fragment-charges-key", "qa", "qb"]
+    arguments += ["--electric-field-key", "field"]
+    assert main(arguments) == 0
+    for atoms in ase.io.read(out, ":"):
+        z = atoms.calc.results["born_effective_charges"].reshape(-1, 3, 3)
+        np.testing.assert_allclose(z.sum(0), 0.0, atol=1e-6)  # 8 decimals in the file
+        q = atoms.get_charges()
+        assert q[:2].sum() == pytest.approx(0.5, abs=1e-6)
+        assert atoms.info["energy_field"] != 0.0
+
+
 def test_evaluate_bad_input(workspace, capsys, tmp_path):
     model, data = str(workspace["model"]), str(workspace["data"])
     assert main(["evaluate", str(tmp_path / "none.pt"), data]) == 2

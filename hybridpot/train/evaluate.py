@@ -39,7 +39,7 @@ def predict(
     """Per-structure predictions (float64 numpy) of ``model`` for ``graphs``.
 
     Each dict holds energy (eV, scalar), energies (N,), forces (N, 3) eV/Å, charges
-    (N,) e, energy_short and energy_coulomb (eV), stress (3, 3) eV/Å³ for fully
+    (N,) e, energy_short, energy_coulomb and energy_field (eV), stress (3, 3) eV/Å³ for fully
     periodic structures, dipole (3,) e·Å for non-periodic ones, and with ``bec``
     (default: when any graph carries Born effective charge labels) born_effective_charges
     (N, 3, 3) e, and the model's uncertainties when it has them: energy_uncertainty (eV,
@@ -70,6 +70,7 @@ def predict(
                 keys.CHARGES: pred[keys.CHARGES][atoms],
                 keys.ENERGY_SHORT: pred[keys.ENERGY_SHORT][b],
                 keys.ENERGY_COULOMB: pred[keys.ENERGY_COULOMB][b],
+                keys.ENERGY_FIELD: pred[keys.ENERGY_FIELD][b],
             }
             if keys.ENERGY_UNCERTAINTY in pred:
                 out[keys.ENERGY_UNCERTAINTY] = pred[keys.ENERGY_UNCERTAINTY][b]
@@ -106,8 +107,10 @@ def evaluate_structures(
     batch_size: int = 8,
     progress: bool = False,
     source: str = "structures",
+    bec: bool | None = None,
 ) -> tuple[dict[str, float], dict[str, int], list[dict[str, np.ndarray]]]:
-    """Predict ``images`` and compare with their labels.
+    """Predict ``images`` and compare with their labels (``bec``: predict Born effective
+    charges; default: when the structures carry BEC labels).
 
     Returns:
         ``(metrics, counts, predictions)``: MAE/RMSE per labelled property in reporting
@@ -121,7 +124,9 @@ def evaluate_structures(
     electrostatics = getattr(model, "electrostatics", None)
     check_structures(graphs, None if electrostatics is None else electrostatics.route, source)
     metrics = Metrics()
-    predictions = predict(model, graphs, batch_size=batch_size, metrics=metrics, progress=progress)
+    predictions = predict(
+        model, graphs, batch_size=batch_size, metrics=metrics, progress=progress, bec=bec
+    )
     counts = {p: metrics.count[p] for p in PROPERTIES if metrics.count[p]}
     return metrics.compute(), counts, predictions
 
@@ -189,6 +194,8 @@ def write_predictions(
                 new.arrays[key] = pred[key]
         new.info[keys.ENERGY_SHORT] = float(pred[keys.ENERGY_SHORT])
         new.info[keys.ENERGY_COULOMB] = float(pred[keys.ENERGY_COULOMB])
+        if float(pred.get(keys.ENERGY_FIELD, 0.0)) != 0.0:  # a molecule in a field
+            new.info[keys.ENERGY_FIELD] = float(pred[keys.ENERGY_FIELD])
         if keys.DIPOLE in pred:
             new.info[keys.DIPOLE] = pred[keys.DIPOLE]
         if keys.BORN_EFFECTIVE_CHARGES in pred:
