@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from . import keys
 from .data.fragments import fragments_from_atoms
@@ -20,7 +20,7 @@ from .device import resolve_device
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 # Properties that need the derivative pass (forces and dE/dq come from the same backward).
-_NEEDS_FORCES = {"forces", "electrostatic_potential"}
+_NEEDS_FORCES = {"forces", "electrostatic_potential", "forces_uncertainty"}
 
 
 class HybridCalculator(Calculator):
@@ -56,7 +56,11 @@ class HybridCalculator(Calculator):
     ``born_effective_charges`` (N×3×3, e, Z*_i[a, b] = dM_a/dr_ib; computed only when
     asked, e.g. ``calc.get_property("born_effective_charges", atoms)``). Fragments
     (``atoms.arrays["fragment"]`` with ``atoms.info["fragment_charges"]``) fix the charge of
-    each fragment (see :mod:`hybridpot.data.fragments`). Only what is asked for is
+    each fragment (see :mod:`hybridpot.data.fragments`). A model with a fitted
+    uncertainty (:func:`hybridpot.uncertainty.fit_uncertainty`) adds the calibrated
+    standard deviations ``energy_uncertainty`` (eV), ``forces_uncertainty`` (N, eV/Å, of
+    each force component) and, when calibrated, ``charges_uncertainty`` (N, e); asking a
+    model without them is a PropertyNotImplementedError. Only what is asked for is
     computed: an energy-only call skips the derivative pass, and forces skip the stress
     until the caller has asked for a stress once (from then on it comes with the forces,
     as get_stress usually follows get_forces in NPT and cell relaxations). Results are
@@ -87,6 +91,9 @@ class HybridCalculator(Calculator):
         "polarization",
         "electrostatic_potential",
         "born_effective_charges",
+        "energy_uncertainty",
+        "forces_uncertainty",
+        "charges_uncertainty",
     ]
 
     def __init__(
@@ -145,6 +152,12 @@ class HybridCalculator(Calculator):
         if same:
             return model
         return copy.deepcopy(model).to(device=self.device, dtype=self.dtype).eval()
+
+    @property
+    def uq(self) -> dict[str, str]:
+        """ASE name -> model output key of the uncertainties this model predicts."""
+        available = getattr(self.model, "uncertainty_keys", lambda: [])()
+        return {key: key for key in available}
 
     # ------------------------------------------------------------------ total charge
     def total_charge(self, atoms) -> float:
@@ -262,6 +275,12 @@ class HybridCalculator(Calculator):
 
     # ------------------------------------------------------------------ calculation
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        missing = [p for p in properties if p.endswith("_uncertainty") and p not in self.uq]
+        if missing:
+            raise PropertyNotImplementedError(
+                f"{missing[0]}: this model has no such uncertainty (available: "
+                f"{sorted(self.uq) or 'none; fit one with hybridpot.uncertainty.fit_uncertainty'})"
+            )
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         conditions = self.conditions(atoms)
@@ -306,6 +325,11 @@ class HybridCalculator(Calculator):
         if want_forces:
             results["forces"] = numpy(keys.FORCES)
             results["electrostatic_potential"] = numpy(keys.POTENTIAL)
+        for name, key in self.uq.items():
+            if key not in out:
+                continue
+            value = numpy(key)
+            results[name] = float(value[0]) if key == keys.ENERGY_UNCERTAINTY else value
         if want_stress:
             if has_volume(atoms.pbc):
                 results["stress"] = numpy(keys.STRESS_VOIGT)[0]

@@ -2,7 +2,10 @@
 
     hybridpot --version
     hybridpot train config.yaml [key=value ...] [--resume] [--overwrite] [--quiet]
-    hybridpot evaluate model.pt data.xyz [-o predictions.xyz]
+    hybridpot evaluate model.pt data.xyz [-o predictions.xyz] [--calibration-plot c.png]
+    hybridpot select pool.xyz --model model.pt -n K -o picked.xyz [--exclude train.xyz]
+    hybridpot active config.yaml
+    hybridpot ensemble config.yaml -n 4 [key=value ...]
     hybridpot info model.pt
     hybridpot demo [--quick] [--output DIR]
 
@@ -109,6 +112,49 @@ def _parser() -> argparse.ArgumentParser:
         help="also predict Born effective charges (always done when the data carry them)",
     )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.add_argument(
+        "--calibration-plot",
+        metavar="PNG",
+        help="models with an uncertainty: write the calibration plot to this file",
+    )
+
+    select = sub.add_parser(
+        "select",
+        help="pick the most informative structures of a pool (uncertainty + diversity)",
+        description="Greedy uncertainty x descriptor-distance selection (docs/uncertainty.md).",
+    )
+    select.add_argument("pool", help="candidate structures (extxyz or ASE-readable)")
+    select.add_argument("--model", required=True, help="model file with a fitted uncertainty")
+    select.add_argument("-n", type=int, required=True, help="how many structures to pick")
+    select.add_argument("-o", "--output", required=True, help="extxyz file of the picks")
+    select.add_argument(
+        "--exclude", help="structures already labelled: their copies are never picked"
+    )
+    select.add_argument(
+        "--criterion", default="forces", help="forces (largest force sigma) or energy"
+    )
+    select.add_argument("--batch-size", type=int, default=8, help="structures per batch")
+    select.add_argument("--format", default=None, help="ASE format of the structure files")
+
+    ensemble = sub.add_parser(
+        "ensemble",
+        help="train a deep ensemble (several seeds) and calibrate its spread",
+        description="Train -n models of a training config with seeds seed, seed+1, ... into "
+        "output_dir/member_<k>, calibrate on the validation set, write output_dir/ensemble.json "
+        "(usable wherever a model file is: evaluate, select).",
+    )
+    ensemble.add_argument("config", help="YAML training config (see docs/training.md)")
+    ensemble.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    ensemble.add_argument("-n", type=int, default=4, help="members (default: %(default)s)")
+    ensemble.add_argument("--overwrite", action="store_true", help="retrain every member")
+    ensemble.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    active = sub.add_parser(
+        "active",
+        help="active learning: train, explore with MD, select, label, retrain",
+        description="Run (or resume) the active-learning loop of a YAML config.",
+    )
+    active.add_argument("config", help="active-learning YAML config (docs/uncertainty.md)")
 
     info = sub.add_parser("info", help="describe a saved model")
     info.add_argument("model", help="model file")
@@ -170,6 +216,10 @@ def _load_model(path: str, device: str = "cpu"):
     from .model import load_model
 
     device = resolve_device(device, "--device")
+    if str(path).endswith(".json"):
+        from .uncertainty.ensemble import load_ensemble
+
+        return load_ensemble(path).to(device)
 
     try:
         model = load_model(path)
@@ -226,10 +276,111 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     print(f"{len(images)} structures from {args.data}")
     print(format_table(metrics, counts))
+    _report_calibration(images, predictions, data_keys, args.calibration_plot)
     if args.output:
         write_predictions(images, predictions, args.output, data_keys)
         print(f"predictions written to {args.output}")
     return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from .data.dataset import graphs_from_structures, read_structures
+    from .reference import write_extxyz
+    from .train.evaluate import check_elements
+    from .uncertainty import select_structures
+
+    if args.n < 1:
+        raise UserError(f"-n must be a positive integer, got {args.n}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    model = _load_model(args.model)
+    images = read_structures(args.pool, args.format)
+    check_elements(images, model.config["elements"], args.pool)
+    pool = graphs_from_structures(images, float(model.cutoff), source=args.pool)
+    exclude = None
+    if args.exclude:
+        labelled = read_structures(args.exclude, args.format)
+        check_elements(labelled, model.config["elements"], args.exclude)
+        exclude = graphs_from_structures(labelled, float(model.cutoff), source=args.exclude)
+    chosen = select_structures(
+        model, pool, args.n, exclude=exclude, criterion=args.criterion, batch_size=args.batch_size
+    )
+    picked = []
+    for index in chosen.indices:
+        atoms = images[index].copy()
+        atoms.calc = images[index].calc
+        atoms.info["pool_index"] = index
+        atoms.info["selection_uncertainty"] = float(chosen.uncertainty[index])
+        picked.append(atoms)
+    if not picked:
+        raise UserError("no structure of the pool is new: every one copies a labelled one")
+    write_extxyz(picked, args.output)
+    print(
+        f"picked {len(picked)} of {len(images)} structures ({len(chosen.duplicates)} copies "
+        f"of labelled ones skipped); {args.criterion} uncertainty of the picks: "
+        + ", ".join(f"{chosen.uncertainty[i]:.3g}" for i in chosen.indices)
+    )
+    print(f"written to {args.output}")
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from .train.config import load_config
+    from .uncertainty.ensemble import train_ensemble
+
+    if args.n < 2:
+        raise UserError(f"-n must be at least 2 (an ensemble), got {args.n}")
+    config = load_config(args.config, args.overrides)
+    if args.quiet:
+        config.quiet = True
+    path = train_ensemble(config, args.n, overwrite=args.overwrite)
+    print(f"ensemble of {args.n} models: {path}")
+    return 0
+
+
+def _active(args: argparse.Namespace) -> int:
+    from .train.active import load_active_config, run_active
+
+    result = run_active(load_active_config(args.config))
+    print(f"active learning: {len(result.history)} rounds, {result.n_labels} labels")
+    print(f"model: {result.model_path}")
+    return 0
+
+
+def _report_calibration(images, predictions, data_keys, plot_path) -> None:
+    """Print the calibration table of a model's uncertainties (and plot it)."""
+    from .train.evaluate import uncertainty_errors
+    from .uncertainty import calibration_metrics, plot_calibration
+
+    pairs = uncertainty_errors(images, predictions, data_keys)
+    if not pairs:
+        if plot_path:
+            raise UserError(
+                "--calibration-plot: the model has no uncertainty (or the data no labels "
+                "to compare it with)"
+            )
+        return
+    print("\nuncertainty calibration (sigma against |error|):")
+    print(format_calibration({name: calibration_metrics(*pair) for name, pair in pairs.items()}))
+    if plot_path:
+        plot_calibration(pairs, plot_path)
+        print(f"calibration plot written to {plot_path}")
+
+
+def format_calibration(table: dict[str, dict[str, float]]) -> str:
+    """Plain-text calibration table: property, Spearman, miscalibration area, alpha,
+    RMSE and RMS sigma (the property's unit), number of values."""
+    header = (
+        f"{'property':<10} {'spearman':>9} {'mis.area':>9} {'alpha':>8} "
+        f"{'rmse':>11} {'rms sigma':>11} {'values':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for name, m in table.items():
+        lines.append(
+            f"{name:<10} {m['spearman']:>9.3f} {m['miscalibration_area']:>9.3f} "
+            f"{m['alpha']:>8.3f} {m['rmse']:>11.4g} {m['mean_sigma']:>11.4g} {m['count']:>8d}"
+        )
+    return "\n".join(lines)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -317,6 +468,9 @@ def _log_warnings_to_stderr() -> None:
 _COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
+    "select": _select,
+    "active": _active,
+    "ensemble": _ensemble,
     "info": _info,
     "export": _export,
     "demo": _demo,
@@ -339,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)
         overrides = [a for a in extra if "=" in a and not a.startswith("-")]
         unknown = [a for a in extra if a not in overrides]
-        if args.command == "train":
+        if args.command in ("train", "ensemble"):
             args.overrides += overrides
         else:
             unknown = extra

@@ -52,6 +52,13 @@ ENERGY_QEQ = "energy_qeq"
 # (B, 1) eV per system or (N, 1) eV per atom) -------------------------------------------
 METATOMIC_CHARGE = "charge"  # output: (N, 1) e per-atom charges; input: (B, 1) e total charge
 
+NODE_FEATURES = "node_features"  # (N + S, F) 0e features the readouts read; S isolated atoms
+
+# --- uncertainties (models with a fitted last-layer uncertainty, hybridpot.uncertainty) ---
+ENERGY_UNCERTAINTY = "energy_uncertainty"  # (B,) eV, calibrated standard deviation of ENERGY
+FORCES_UNCERTAINTY = "forces_uncertainty"  # (N,) eV/Å, calibrated std of each force component
+CHARGES_UNCERTAINTY = "charges_uncertainty"  # (N,) e, calibrated std of each charge
+
 # --- training labels (AtomicGraph.labels) besides the outputs above -------------------
 WEIGHT = "weight"  # (B,) per-structure loss weight, >= 0 (1 when the file gives none)
 MASK_SUFFIX = "_mask"  # labels[key + MASK_SUFFIX]: (B,) bool, which structures carry key

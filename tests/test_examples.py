@@ -345,3 +345,21 @@ def test_qeq_example_matches_dense_solve_and_finite_differences(tmp_path):
     assert transfer == sorted(transfer, reverse=True)  # less transfer further apart
     assert all(abs(row["q_na_fragments"]) < 1e-12 for row in summary["dimer"])
     assert "dense KKT solve" in stdout
+
+
+@pytest.mark.slow
+def test_active_learning_example_runs_the_loop_and_plots(tmp_path):
+    stdout = run_example("active_learning.py", "--quick", "--output", str(tmp_path))
+    folder = tmp_path / "active_learning"
+    assert "stopped: max_rounds reached" in stdout
+    assert printed_number(stdout, "labels used:") == 6  # 4 initial + 2 picked in round 0
+    assert (folder / "active_learning.png").read_bytes()[:4] == b"\x89PNG"
+    history = json.loads((folder / "summary.json").read_text())
+    assert [row["n_labels"] for row in history] == [4, 6]
+    assert all(np.isfinite(row["force_rmse"]) for row in history)
+    picked = ase.io.read(folder / "run" / "round_000" / "picked.xyz", ":")
+    assert len(picked) == 2 and all(a.get_forces().shape == (len(a), 3) for a in picked)
+    # The config it wrote runs (here: resumes, finding every round done) with the CLI.
+    from hybridpot.cli import main
+
+    assert main(["active", str(folder / "active.yaml")]) == 0

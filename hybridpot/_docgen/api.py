@@ -33,6 +33,7 @@ PACKAGES = (
     ("hybridpot.electrostatics", "Coulomb energy of given charges, any periodicity"),
     ("hybridpot.nn", "the equivariant network and its blocks"),
     ("hybridpot.train", "configs, data, training, evaluation"),
+    ("hybridpot.uncertainty", "calibrated uncertainties, selection, MD safety"),
     ("hybridpot.reference", "the Tosi-Fumi NaCl reference and its data generator"),
     ("hybridpot.testing", "independent references and test helpers"),
     ("hybridpot.demo", "the demo"),

@@ -56,10 +56,11 @@ def _default(f: dataclasses.Field) -> str:
     return f"`{json.dumps(value)}`"
 
 
-def config_reference() -> str:
-    """Markdown tables (key, type, default, meaning) for every training-config field."""
+def config_reference(sections=_SECTIONS) -> str:
+    """Markdown tables (key, type, default, meaning) for every field of ``sections``
+    ((key prefix, dataclass) pairs; default: the training config's)."""
     lines = []
-    for prefix, cls in _SECTIONS:
+    for prefix, cls in sections:
         title = prefix.rstrip(".") or "top level"
         lines += [f"### `{title}`" if prefix else "### Top level", ""]
         lines += [" ".join(inspect.getdoc(cls).split()), ""]

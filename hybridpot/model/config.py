@@ -121,6 +121,12 @@ class ModelConfig:
     coulomb_accuracy: float = hp.COULOMB_ACCURACY
     """Target relative RMS error of the Coulomb forces; sets the Ewald/PME parameters."""
 
+    uncertainty: bool = False
+    """Carry a last-layer (LLPR) uncertainty state: energy, force and charge standard
+    deviations in the outputs. Set by ``hybridpot.uncertainty.fit_uncertainty`` (or the
+    training key ``uncertainty: true``) after training; its matrices and calibration
+    factors are buffers in the model file."""
+
     @classmethod
     def from_dict(cls, config: dict) -> ModelConfig:
         """Validate ``config`` (unknown keys, missing keys, types, ranges) and fill defaults."""

@@ -77,8 +77,43 @@ class HybridModel(torch.nn.Module):
             if config.coulomb
             else None
         )
+        self.uncertainty = None
+        if config.uncertainty:
+            self.attach_uncertainty()
+
+    def attach_uncertainty(self):
+        """Add an empty (uncalibrated) last-layer uncertainty state and set the config
+        flag; returns it. ``hybridpot.uncertainty.fit_uncertainty`` fills it."""
+        from ..uncertainty.features import last_layer_width
+        from ..uncertainty.llpr import LastLayerUncertainty
+
+        charge = self.network.charge_readout
+        head = LastLayerUncertainty(
+            last_layer_width(self.network.energy_readout.mlp),
+            0 if charge is None else last_layer_width(charge.mlp),
+        )
+        reference = next(self.parameters())
+        self.uncertainty = head.to(device=reference.device, dtype=reference.dtype)
+        self.model_config.uncertainty = True
+        return self.uncertainty
 
     _compiled_network = None
+
+    def uncertainty_keys(self) -> list[str]:
+        """The ``*_UNCERTAINTY`` output keys this model predicts (its calibrated ones)."""
+        if self.uncertainty is None:
+            return []
+        names = (
+            ("energy", keys.ENERGY_UNCERTAINTY),
+            ("forces", keys.FORCES_UNCERTAINTY),
+            ("charges", keys.CHARGES_UNCERTAINTY),
+        )
+        return [
+            key
+            for name, key in names
+            if self.uncertainty.calibrated(name)
+            and (name != "charges" or self.network.charge_readout is not None)
+        ]
 
     def compile_network(self, **options) -> HybridModel:
         """Run the network through ``torch.compile`` (inference); returns ``self``.
@@ -163,7 +198,10 @@ class HybridModel(torch.nn.Module):
             (zeros for periodic structures), POLARIZATION (B, 3) e/Å² (fully periodic
             structures, from the positions as given; zeros for the others), and when
             asked FORCES (N, 3), POTENTIAL (N,), STRESS (B, 3, 3), STRESS_VOIGT (B, 6),
-            VIRIAL (B, 3, 3), BORN_EFFECTIVE_CHARGES (N, 3, 3).
+            VIRIAL (B, 3, 3), BORN_EFFECTIVE_CHARGES (N, 3, 3); with a fitted
+            uncertainty (``config.uncertainty``) ENERGY_UNCERTAINTY (B,) eV,
+            FORCES_UNCERTAINTY (N,) eV/Å and, when calibrated, CHARGES_UNCERTAINTY (N,) e
+            (detached).
 
         The stress holds no field term (the periodic field energy is not defined).
         """
@@ -200,6 +238,7 @@ class HybridModel(torch.nn.Module):
             group_charge,
             check_numbers=False,
             charge_group=None if graph.fragment is None else charge_group,
+            return_features=self.uncertainty is not None,
         )
         energies_short = out[keys.ENERGIES_SHORT]
         energies_qeq = None
@@ -264,6 +303,21 @@ class HybridModel(torch.nn.Module):
                 moments, cell_volume(cell, graph.pbc), graph.pbc
             ),
         }
+        if self.uncertainty is not None:
+            species = self.network.embedding.species_index(graph.numbers, check=False)
+            groups = (graph.batch, num_graphs)
+            if graph.fragment is not None:
+                groups = (charge_group, int(group_charge.shape[0]))
+            results.update(
+                self.uncertainty(
+                    self.network,
+                    out[keys.NODE_FEATURES],
+                    species,
+                    graph.batch,
+                    num_graphs,
+                    charge_groups=groups,
+                )
+            )
         if compute_bec:
             results[keys.BORN_EFFECTIVE_CHARGES] = response.born_effective_charges(
                 moments, positions, create_graph=create_graph

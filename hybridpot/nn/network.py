@@ -315,6 +315,7 @@ class EquivariantNetwork(torch.nn.Module):
         total_charge: torch.Tensor | None = None,
         check_numbers: bool = True,
         charge_group: torch.Tensor | None = None,
+        return_features: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Per-atom outputs of a batch of N atoms in B structures with E directed edges.
 
@@ -330,6 +331,9 @@ class EquivariantNetwork(torch.nn.Module):
             charge_group: (N,) int64, the charge group (fragment) of each atom, indexing
                 ``total_charge`` (then (G,) e, one charge per group); None: one group per
                 structure. See :attr:`hybridpot.data.AtomicGraph.charge_groups`.
+            return_features: also return ``keys.NODE_FEATURES``, the even scalars the
+                readouts read, (N + S, num_scalars): the N atoms, then one isolated atom
+                of each of the S elements (what the last-layer uncertainty needs).
 
         Returns:
             dict with ``keys.ENERGIES_SHORT`` (N,) eV, ``keys.CHARGES`` (N,) e (if
@@ -359,6 +363,8 @@ class EquivariantNetwork(torch.nn.Module):
 
         scalars = h[:, : self.num_scalars]
         out = {keys.ENERGIES_SHORT: self.energy_readout(scalars, species, n_atoms)}
+        if return_features:
+            out[keys.NODE_FEATURES] = scalars
         scalars, h = scalars[:n_atoms], h[:n_atoms]
         if self.charge_model == "qeq" and self.charge_readout is not None:
             # The charges come from the model's Qeq solve (it needs the electrostatics).

@@ -217,6 +217,11 @@ class TrainConfig:
     plots: bool = True
     """Write PNG learning curves and parity plots at the end."""
 
+    uncertainty: bool = False
+    """After training, fit a last-layer (LLPR) uncertainty on the training set and
+    calibrate it on the validation set (needs one): model.pt then predicts energy, force
+    and charge standard deviations (see docs/uncertainty.md)."""
+
     def to_dict(self) -> dict:
         """A plain, YAML/JSON-serialisable dict of every field."""
         return dataclasses.asdict(self)

@@ -42,8 +42,9 @@ def predict(
     (N,) e, energy_short, energy_coulomb and energy_field (eV), stress (3, 3) eV/Å³ for fully
     periodic structures, dipole (3,) e·Å for non-periodic ones, and with ``bec``
     (default: when any graph carries Born effective charge labels) born_effective_charges
-    (N, 3, 3) e. When ``metrics`` is given, each batch's errors against the graphs'
-    labels are added to it.
+    (N, 3, 3) e, and the model's uncertainties when it has them: energy_uncertainty (eV,
+    scalar), forces_uncertainty (N,) eV/Å, charges_uncertainty (N,) e. When ``metrics``
+    is given, each batch's errors against the graphs' labels are added to it.
     """
     dtype, device = _model_dtype_device(model)
     model.eval()
@@ -71,6 +72,11 @@ def predict(
                 keys.ENERGY_COULOMB: pred[keys.ENERGY_COULOMB][b],
                 keys.ENERGY_FIELD: pred[keys.ENERGY_FIELD][b],
             }
+            if keys.ENERGY_UNCERTAINTY in pred:
+                out[keys.ENERGY_UNCERTAINTY] = pred[keys.ENERGY_UNCERTAINTY][b]
+            for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY):
+                if key in pred:
+                    out[key] = pred[key][atoms]
             if bec:
                 out[keys.BORN_EFFECTIVE_CHARGES] = pred[keys.BORN_EFFECTIVE_CHARGES][atoms]
             if bool(has_volume(batch.pbc[b])):
@@ -136,10 +142,9 @@ def write_predictions(
     Predictions go under the standard names (energy, forces, stress, charges, read back
     by ASE as calculator results; ``energy_short``, ``energy_coulomb`` and, for
     non-periodic structures, ``dipole`` in ``info``; Born effective charges, when
-    predicted, as the calculator result ``born_effective_charges`` (N, 9) row-major);
-    reference
-    labels found under the
-    ``data_keys`` are kept as ``ref_<name>``.
+    predicted, as the calculator result ``born_effective_charges`` (N, 9) row-major;
+    uncertainties as ``info`` / ``arrays`` entries named by :mod:`hybridpot.keys`);
+    reference labels found under the ``data_keys`` are kept as ``ref_<name>``.
     """
     if len(images) != len(predictions):
         raise ValueError(
@@ -182,6 +187,11 @@ def write_predictions(
         }
         if keys.STRESS in pred:
             results["stress"] = voigt(pred[keys.STRESS])
+        if keys.ENERGY_UNCERTAINTY in pred:
+            new.info[keys.ENERGY_UNCERTAINTY] = float(pred[keys.ENERGY_UNCERTAINTY])
+        for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY):
+            if key in pred:
+                new.arrays[key] = pred[key]
         new.info[keys.ENERGY_SHORT] = float(pred[keys.ENERGY_SHORT])
         new.info[keys.ENERGY_COULOMB] = float(pred[keys.ENERGY_COULOMB])
         if float(pred.get(keys.ENERGY_FIELD, 0.0)) != 0.0:  # a molecule in a field
@@ -197,3 +207,42 @@ def write_predictions(
     buffer = io.StringIO()
     ase.io.write(buffer, out, format="extxyz")
     atomic_write_text(path, buffer.getvalue())
+
+
+def uncertainty_errors(
+    images: list[ase.Atoms],
+    predictions: list[dict[str, np.ndarray]],
+    data_keys: DataConfig | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Signed errors and predicted standard deviations, per property with both.
+
+    Returns:
+        property -> (errors (M,), sigmas (M,)): ``"energy"`` one value per labelled
+        structure (eV, total energy), ``"forces"`` one per force component (eV/Å, each
+        atom's sigma for its three components), ``"charges"`` one per atom (e). Values
+        whose sigma is exactly 0 are left out: they do not depend on the fitted last layer
+        (an atom without neighbours has exactly its reference energy and zero force).
+    """
+    pairs = {
+        "energy": (keys.ENERGY, keys.ENERGY_UNCERTAINTY),
+        "forces": (keys.FORCES, keys.FORCES_UNCERTAINTY),
+        "charges": (keys.CHARGES, keys.CHARGES_UNCERTAINTY),
+    }
+    rows: dict[str, tuple[list, list]] = {name: ([], []) for name in pairs}
+    for atoms, pred in zip(images, predictions, strict=True):
+        labels, _ = extract_labels(atoms, data_keys)
+        for name, (key, sigma_key) in pairs.items():
+            if key not in labels or sigma_key not in pred:
+                continue
+            error = np.asarray(pred[key]).reshape(labels[key].shape) - labels[key]
+            sigma = np.asarray(pred[sigma_key])
+            if name == "forces":
+                sigma = np.repeat(sigma[:, None], 3, axis=1)
+            sigma = np.broadcast_to(sigma, error.shape).ravel()
+            rows[name][0].append(error.ravel()[sigma > 0])
+            rows[name][1].append(sigma[sigma > 0])
+    return {
+        name: (np.concatenate(errors), np.concatenate(sigmas))
+        for name, (errors, sigmas) in rows.items()
+        if errors
+    }

@@ -99,6 +99,9 @@ class Trainer:
         config: the validated training config.
         resume: continue from ``output_dir/checkpoint.pt``.
         overwrite: start afresh even if ``output_dir`` holds a checkpoint.
+        init_model: warm start: a fresh run starts from this model's configuration and
+            weights (not its uncertainty state) instead of a new initialisation; ignored
+            when resuming (the checkpoint has the weights).
 
     Raises:
         ConfigError: a checkpoint exists and neither ``resume`` nor ``overwrite`` is set,
@@ -108,7 +111,14 @@ class Trainer:
             ``data.cache_dir``).
     """
 
-    def __init__(self, config: TrainConfig, *, resume: bool = False, overwrite: bool = False):
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        init_model: torch.nn.Module | None = None,
+    ):
         from ..model import build_model
 
         self.config = config
@@ -145,12 +155,25 @@ class Trainer:
         self.progress = not config.quiet
 
         self.data: PreparedData = prepare_data(config, progress=self.progress)
+        if config.uncertainty and not self.data.valid:
+            raise ConfigError(
+                "uncertainty: true needs a validation set to calibrate on (data.valid or "
+                "data.val_fraction > 0)"
+            )
+        warm = init_model is not None and checkpoint is None
         if checkpoint is not None:
             self.model_config = checkpoint["model_config"]
+        elif warm:
+            self.model_config = {**init_model.config, "uncertainty": False}
         else:
             self.model_config = complete_model_config(config, self.data)
         torch.manual_seed(config.seed)
         self.model = build_model(self.model_config).to(device=self.device, dtype=self.dtype)
+        if warm:
+            state = {
+                k: v for k, v in init_model.state_dict().items() if not k.startswith("uncertainty.")
+            }
+            self.model.load_state_dict(state)
         self.model_config = self.model.config  # with every default filled in
         o = config.optim
         self.optimizer = torch.optim.AdamW(
@@ -374,6 +397,15 @@ class Trainer:
         from ..model import save_model
 
         self.model.load_state_dict(self.best_state)
+        if self.config.uncertainty:
+            from ..uncertainty import fit_uncertainty
+
+            fit_uncertainty(
+                self.model,
+                self.data.train,
+                self.data.valid,
+                batch_size=self.config.eval_batch_size or self.config.batch_size,
+            )
         metrics: dict = {}
         test_metrics: dict = {}
         parity_source = None
@@ -427,6 +459,12 @@ class Trainer:
         )
 
 
-def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    init_model: torch.nn.Module | None = None,
+) -> TrainResult:
     """Train a model from ``config`` (see :class:`Trainer`) and return the result."""
-    return Trainer(config, resume=resume, overwrite=overwrite).fit()
+    return Trainer(config, resume=resume, overwrite=overwrite, init_model=init_model).fit()
