@@ -96,6 +96,7 @@ RESUMABLE_CHANGES = {
     "device",
     "output_dir",
     "data.cache_dir",
+    "data.num_workers",
 }
 
 

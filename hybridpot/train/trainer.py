@@ -7,6 +7,14 @@ optimiser, schedule, EMA, best weights, early-stopping counters, history and the
 states; the batch order of epoch e is a function of the seed and e), so a run resumed
 from it ends bit-identical to one that was never interrupted (on CPU).
 
+Several processes (``torchrun --nproc-per-node K -m hybridpot.cli train ...`` or
+``hybridpot train --devices K``): every rank holds the model, wrapped in
+``DistributedDataParallel``, and trains on its slice of each global batch of
+``batch_size x K`` structures (:class:`hybridpot.data.loader.ShardedLoader`); statistics
+are computed once (rank 0) and broadcast; losses, metrics and early stopping are summed
+over ranks, so every rank takes the same decisions; only rank 0 writes files. A
+checkpoint does not depend on the number of ranks, so ``--resume`` may use another.
+
 Output folder: ``checkpoint.pt`` (training state), ``model.pt`` (the best EMA weights,
 :func:`hybridpot.model.save_model` format), ``config.yaml`` (the effective config),
 ``log.csv``, ``metrics.json``, the PNG plots and, from ``hybridpot train``, ``train.log``
@@ -27,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.dataset import GraphLoader
+from ..data.loader import ShardedLoader
 from ..device import resolve_device
 from ..fileio import remove_stale_temporaries
 from .checkpoint import (
@@ -38,7 +46,8 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import ConfigError, TrainConfig, save_config
+from .config import ConfigError, TrainConfig, config_from_dict, save_config
+from .distributed import Distributed, from_environment
 from .ema import ExponentialMovingAverage
 from .logs import write_csv, write_json
 from .loss import Loss
@@ -99,6 +108,8 @@ class Trainer:
         config: the validated training config.
         resume: continue from ``output_dir/checkpoint.pt``.
         overwrite: start afresh even if ``output_dir`` holds a checkpoint.
+        distributed: this process's place among several ranks; None: read ``torchrun``'s
+            environment (a single process when there is none).
 
     Raises:
         ConfigError: a checkpoint exists and neither ``resume`` nor ``overwrite`` is set,
@@ -108,7 +119,14 @@ class Trainer:
             ``data.cache_dir``).
     """
 
-    def __init__(self, config: TrainConfig, *, resume: bool = False, overwrite: bool = False):
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        distributed: Distributed | None = None,
+    ):
         from ..model import build_model
 
         self.config = config
@@ -116,6 +134,10 @@ class Trainer:
             self.device = resolve_device(config.device, "config key 'device'")
         except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None
+        self.dist = distributed if distributed is not None else from_environment(config.device)
+        if self.dist.active and self.device.type == "cuda":
+            self.device = torch.device(self.dist.device)
+        main = self.dist.is_main
         self.out = Path(config.output_dir)
         checkpoint_path = self.out / CHECKPOINT
         checkpoint = None
@@ -135,26 +157,60 @@ class Trainer:
                 f"output_dir {str(self.out)!r} already holds a checkpoint; pass --resume to "
                 f"continue it, --overwrite to start again, or set output_dir=... to another folder"
             )
-        elif overwrite:
+        elif overwrite and main:
             # Remove the previous run's outputs so that none outlives the new run.
             for name in (CHECKPOINT, MODEL, LOG, METRICS, CONFIG, TRAIN_LOG, *PLOTS):
                 (self.out / name).unlink(missing_ok=True)
-        # A run killed during a write leaves its temporary file (the target is intact).
-        remove_stale_temporaries(self.out, (CHECKPOINT, MODEL, LOG, METRICS, *PLOTS))
+        if main:
+            # A run killed during a write leaves its temporary file (the target is intact).
+            remove_stale_temporaries(self.out, (CHECKPOINT, MODEL, LOG, METRICS, *PLOTS))
+        self.dist.barrier()  # no rank reads the folder while rank 0 clears it
         self.dtype = DTYPES[config.dtype]
-        self.progress = not config.quiet
+        self.progress = not config.quiet and main
 
-        self.data: PreparedData = prepare_data(config, progress=self.progress)
+        source = None
+        if checkpoint is None and config.init_from is not None:
+            from .finetune import load_source
+
+            source = load_source(config.init_from)
+        self.data: PreparedData = prepare_data(
+            config,
+            progress=self.progress,
+            model=(
+                checkpoint["model_config"]
+                if checkpoint is not None
+                else (source.config if source is not None else None)
+            ),
+        )
         if checkpoint is not None:
             self.model_config = checkpoint["model_config"]
+        elif source is not None:
+            from .finetune import finetune_model_config
+
+            # Statistics are computed once, on rank 0, and sent to the others.
+            self.model_config = self.dist.broadcast_object(
+                finetune_model_config(config, self.data, source) if main else None
+            )
         else:
-            self.model_config = complete_model_config(config, self.data)
+            self.model_config = self.dist.broadcast_object(
+                complete_model_config(config, self.data) if main else None
+            )
         torch.manual_seed(config.seed)
         self.model = build_model(self.model_config).to(device=self.device, dtype=self.dtype)
         self.model_config = self.model.config  # with every default filled in
+        if source is not None:
+            from .finetune import transfer_weights
+
+            transfer_weights(source, self.model)
+        self.frozen = self._freeze(config.freeze)
+        self.forward = self.model
+        if self.dist.active:
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         o = config.optim
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
+            [p for p in self.model.parameters() if p.requires_grad],
             lr=o.lr,
             betas=tuple(o.betas),
             eps=o.eps,
@@ -176,18 +232,9 @@ class Trainer:
             ExponentialMovingAverage(self.model, o.ema_decay) if o.ema_decay is not None else None
         )
         self.loss = Loss(config.loss)
-        self.train_loader = GraphLoader(
-            self.data.train, config.batch_size, shuffle=True, seed=config.seed, device=self.device
-        )
-        eval_batch = config.eval_batch_size or config.batch_size
-        self.valid_loader = (
-            GraphLoader(self.data.valid, eval_batch, device=self.device)
-            if self.data.valid
-            else None
-        )
-        self.test_loader = (
-            GraphLoader(self.data.test, eval_batch, device=self.device) if self.data.test else None
-        )
+        self.train_loader = self._loader(self.data.train, config.batch_size, shuffle=True)
+        self.valid_loader = self._loader(self.data.valid) if len(self.data.valid) else None
+        self.test_loader = self._loader(self.data.test) if len(self.data.test) else None
         # Training state (saved in every checkpoint).
         self.epoch = 0
         self.history: list[dict] = []
@@ -199,8 +246,37 @@ class Trainer:
         if checkpoint is not None:
             self._load_state(checkpoint)
 
+    def _loader(self, graphs, batch_size=None, *, shuffle=False, shard=True):
+        """This rank's loader of ``graphs`` (validation/test batches: ``eval_batch_size``)."""
+        c = self.config
+        return ShardedLoader(
+            graphs,
+            batch_size or c.eval_batch_size or c.batch_size,
+            shuffle=shuffle,
+            seed=c.seed,
+            rank=self.dist.rank if shard else 0,
+            world_size=self.dist.world_size if shard else 1,
+            num_workers=c.data.num_workers,
+            device=self.device,
+        )
+
+    def _freeze(self, patterns: list[str]) -> list[str]:
+        """Stop training the parameters whose names match any glob in ``patterns``."""
+        if not patterns:
+            return []
+        from .finetune import freeze_parameters
+
+        try:
+            return freeze_parameters(self.model, patterns)
+        except ValueError as error:
+            raise ConfigError(f"config key 'freeze': {error}") from None
+
     # ------------------------------------------------------------------ resume
     def _check_resumable(self, saved: dict) -> None:
+        try:  # entries added since the checkpoint was written take their defaults
+            saved = config_from_dict(saved, check_paths=False).to_dict()
+        except ConfigError:
+            pass
         fixed = [
             k for k in changed_entries(saved, self.config.to_dict()) if k not in RESUMABLE_CHANGES
         ]
@@ -273,21 +349,23 @@ class Trainer:
             leave=False,
             disable=not self.progress,
         )
-        for step, batch in enumerate(bar):
+        for step, item in enumerate(bar):
             loss, parts = train_step(
                 self.model,
-                batch,
+                item.graph,
                 self.loss,
                 self.optimizer,
                 clip_grad_norm=self.config.optim.clip_grad_norm,
                 ema=self.ema,
+                context=self.dist,
+                forward=self.forward,
             )
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training loss is {loss.item()} at epoch {self.epoch + 1}, step {step}; "
                     f"try a smaller optim.lr or float64"
                 )
-            n = batch.num_graphs
+            n = item.num_global  # the losses are those of the global batch
             for name, value in {"loss": loss, **parts}.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) * n
                 counts[name] = counts.get(name, 0) + n
@@ -297,9 +375,19 @@ class Trainer:
             for k in totals
         }
 
-    def evaluate(self, loader: GraphLoader, *, keep_values: bool = False) -> tuple[float, Metrics]:
-        """Loss (mean per structure) and metrics of the current weights on ``loader``."""
-        return evaluate_loader(self.model, loader, self.loss, keep_values=keep_values)
+    def evaluate(
+        self, loader: ShardedLoader, *, keep_values: bool = False
+    ) -> tuple[float, Metrics]:
+        """Loss (mean per structure) and metrics of the current weights on ``loader``
+        (summed over the ranks when ``loader`` is this rank's shard)."""
+        sharded = loader.world_size > 1
+        return evaluate_loader(
+            self.model,
+            loader,
+            self.loss,
+            keep_values=keep_values,
+            context=self.dist if sharded else None,
+        )
 
     def _validate(self) -> dict[str, float]:
         if self.valid_loader is None:
@@ -318,7 +406,9 @@ class Trainer:
         Args:
             on_epoch_end: called with the trainer after each epoch's checkpoint is written.
         """
-        save_config(self._effective_config(), self.out / CONFIG)
+        main = self.dist.is_main
+        if main:
+            save_config(self._effective_config(), self.out / CONFIG)
         epochs = self.config.epochs
         patience = self.config.early_stopping_patience
         bar = tqdm(total=epochs, initial=self.epoch, desc="training", disable=not self.progress)
@@ -341,8 +431,10 @@ class Trainer:
                 self.stopped_early = patience is not None and self.bad_epochs >= patience
             row["time_s"] = time.perf_counter() - start
             self.history.append(row)
-            write_csv(self.history, self.out / LOG)
-            save_checkpoint(self._state(), self.out / CHECKPOINT)
+            if main:  # one writer; the others wait so that no rank runs ahead of the files
+                write_csv(self.history, self.out / LOG)
+                save_checkpoint(self._state(), self.out / CHECKPOINT)
+            self.dist.barrier()
             bar.update(1)
             if self.progress:
                 tqdm.write(self._summary(row))
@@ -377,11 +469,14 @@ class Trainer:
         metrics: dict = {}
         test_metrics: dict = {}
         parity_source = None
-        if self.valid_loader is not None:
-            _, m = self.evaluate(self.valid_loader, keep_values=True)
+        if not self.dist.is_main:  # rank 0 evaluates the whole sets and writes the files
+            self.dist.barrier()
+            return TrainResult(self.model, self.history, self.best_epoch, output_dir=self.out)
+        if len(self.data.valid):
+            _, m = self.evaluate(self._loader(self.data.valid, shard=False), keep_values=True)
             metrics, parity_source = m.compute(), m
-        if self.test_loader is not None:
-            _, m = self.evaluate(self.test_loader, keep_values=True)
+        if len(self.data.test):
+            _, m = self.evaluate(self._loader(self.data.test, shard=False), keep_values=True)
             test_metrics, parity_source = m.compute(), m
         metadata = {
             "hybridpot_version": __version__,
@@ -417,6 +512,7 @@ class Trainer:
                     values = parity_source.parity(name)
                     if values is not None:
                         plot_parity(*values, name, self.out / f"parity_{name}.png")
+        self.dist.barrier()
         return TrainResult(
             model=self.model,
             history=self.history,
