@@ -178,10 +178,11 @@ class TrainConfig:
     """Number of passes over the training set."""
 
     batch_size: int = 4
-    """Structures per training step."""
+    """Structures per training step, per process: K processes (``--devices K``) take
+    global steps of K x ``batch_size`` structures."""
 
     eval_batch_size: int | None = None
-    """Structures per validation/test batch; null: ``batch_size``."""
+    """Structures per validation/test batch (per process); null: ``batch_size``."""
 
     early_stopping_patience: int | None = None
     """Stop after this many epochs without a better validation loss; null: never."""

@@ -151,7 +151,7 @@ class Trainer:
                     f"cannot resume: checkpoint {str(checkpoint_path)!r} has no {missing} "
                     f"(not written by the trainer)"
                 )
-            self._check_resumable(checkpoint["config"])
+            self._check_resumable(checkpoint["config"], checkpoint.get("world_size", 1))
         elif checkpoint_path.is_file() and not overwrite:
             raise ConfigError(
                 f"output_dir {str(self.out)!r} already holds a checkpoint; pass --resume to "
@@ -272,14 +272,20 @@ class Trainer:
             raise ConfigError(f"config key 'freeze': {error}") from None
 
     # ------------------------------------------------------------------ resume
-    def _check_resumable(self, saved: dict) -> None:
+    def _check_resumable(self, saved: dict, saved_world: int) -> None:
         try:  # entries added since the checkpoint was written take their defaults
             saved = config_from_dict(saved, check_paths=False).to_dict()
         except ConfigError:
             pass
-        fixed = [
-            k for k in changed_entries(saved, self.config.to_dict()) if k not in RESUMABLE_CHANGES
-        ]
+        current = self.config.to_dict()
+        # Another number of ranks may resume with the per-rank batch sizes that keep the
+        # global batches (and so every later step) the same.
+        world = self.dist.world_size
+        for key in ("batch_size", "eval_batch_size"):
+            old, new = saved.get(key), current.get(key)
+            if old is not None and new is not None and old * saved_world == new * world:
+                saved = {**saved, key: new}
+        fixed = [k for k in changed_entries(saved, current) if k not in RESUMABLE_CHANGES]
         if fixed:
             raise ConfigError(
                 f"cannot resume: config entries {fixed} differ from the checkpoint's; only "
@@ -304,6 +310,7 @@ class Trainer:
             "stopped_early": self.stopped_early,
             "history": self.history,
             "rng": rng_state(),
+            "world_size": self.dist.world_size,
         }
 
     def _load_state(self, state: dict) -> None:
@@ -337,8 +344,15 @@ class Trainer:
             return copy.deepcopy(self.model.state_dict())
 
     # ------------------------------------------------------------------ loops
-    def train_epoch(self) -> dict[str, float]:
-        """One pass over the shuffled training set; returns mean losses (per structure)."""
+    def train_epoch(
+        self, on_step: Callable[[Trainer, float], None] | None = None
+    ) -> dict[str, float]:
+        """One pass over the shuffled training set; returns mean losses (per structure).
+
+        Args:
+            on_step: called with the trainer and the step's loss (of the global batch)
+                after every optimiser step.
+        """
         self.model.train()
         self.train_loader.set_epoch(self.epoch)
         totals: dict[str, float] = {}
@@ -370,6 +384,8 @@ class Trainer:
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) * n
                 counts[name] = counts.get(name, 0) + n
             bar.set_postfix(loss=f"{loss.item():.4g}")
+            if on_step is not None:
+                on_step(self, float(loss))
         return {
             ("train_loss" if k == "loss" else f"train_{k}_loss"): totals[k] / counts[k]
             for k in totals
@@ -400,11 +416,16 @@ class Trainer:
         return {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.compute().items()}}
 
     # ------------------------------------------------------------------ fit
-    def fit(self, on_epoch_end: Callable[[Trainer], None] | None = None) -> TrainResult:
+    def fit(
+        self,
+        on_epoch_end: Callable[[Trainer], None] | None = None,
+        on_step: Callable[[Trainer, float], None] | None = None,
+    ) -> TrainResult:
         """Train until ``epochs`` or early stopping, then export and report.
 
         Args:
             on_epoch_end: called with the trainer after each epoch's checkpoint is written.
+            on_step: called with the trainer and the loss after every optimiser step.
         """
         main = self.dist.is_main
         if main:
@@ -415,7 +436,7 @@ class Trainer:
         while self.epoch < epochs and not self.stopped_early:
             start = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
-            row = {"epoch": self.epoch + 1, "lr": lr, **self.train_epoch(), **self._validate()}
+            row = {"epoch": self.epoch + 1, "lr": lr, **self.train_epoch(on_step), **self._validate()}
             monitored = row.get("val_loss", row["train_loss"])
             if self.scheduler is not None:
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
