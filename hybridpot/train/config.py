@@ -407,7 +407,8 @@ def config_from_dict(values: dict, *, check_paths: bool = True) -> TrainConfig:
         close = suggest_key(error.key) or error.close
         raise UnknownKeyError(error.key, close) from None
     _check_range(config)
-    check_model_section(config.model)
+    if config.init_from is None or "cutoff" in config.model:
+        check_model_section(config.model)  # (with init_from the source's is checked later)
     if check_paths:
         check_files(config)
     return config
