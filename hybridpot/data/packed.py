@@ -2,9 +2,8 @@
 
 Why a format of our own rather than ASE's database or HDF5: a training step needs a few
 structures at random positions, fast, from several worker processes. ASE's database
-(sqlite) costs a query and a row decode per structure (around 0.3 ms, more than the
-neighbour list of a small cell) and takes minutes to write 10^5 rows; HDF5 would be a
-new dependency. Here a structure is a few slices of memory-mapped arrays: reading is a
+(sqlite) costs a query and a row decode into an ``Atoms`` per structure (not measured
+here); HDF5 or LMDB would be a new dependency. Here a structure is a few slices of memory-mapped arrays: reading is a
 page-cache copy, any number of processes can map the file, only the pages touched stay
 resident, and writing is sequential.
 
