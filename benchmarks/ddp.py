@@ -118,10 +118,23 @@ def main() -> None:
             result = Path(tmp) / f"result-{k}.json"
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             command = [
-                sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc-per-node={k}", __file__, "--steps", str(args.steps), "--warmup",
-                str(args.warmup), "--batch-size", str(args.batch_size), "--worker", str(data),
-                str(Path(tmp) / f"run-{k}"), args.device, str(result),
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc-per-node={k}",
+                __file__,
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--batch-size",
+                str(args.batch_size),
+                "--worker",
+                str(data),
+                str(Path(tmp) / f"run-{k}"),
+                args.device,
+                str(result),
             ]
             subprocess.run(command, check=True, env=env)
             rows.append(json.loads(result.read_text()))
@@ -141,7 +154,9 @@ def main() -> None:
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print("| ranks | structures/s | efficiency |\n|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['ranks']} | {row['structures_per_s']:.2f} | {row.get('efficiency', 1):.2f} |")
+        print(
+            f"| {row['ranks']} | {row['structures_per_s']:.2f} | {row.get('efficiency', 1):.2f} |"
+        )
 
 
 if __name__ == "__main__":

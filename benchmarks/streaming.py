@@ -144,8 +144,19 @@ def main() -> None:
         result["generate_s"] = generate(data, args.structures)
     result["file_mb"] = data.stat().st_size / 2**20
     child = subprocess.run(
-        [sys.executable, __file__, "--train-only", "--data", str(data), "--steps",
-         str(args.steps), "--workers", str(args.workers), "--batch-size", str(args.batch_size)],
+        [
+            sys.executable,
+            __file__,
+            "--train-only",
+            "--data",
+            str(data),
+            "--steps",
+            str(args.steps),
+            "--workers",
+            str(args.workers),
+            "--batch-size",
+            str(args.batch_size),
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -66,11 +66,15 @@ def main() -> None:
         )
         logs[name] = train(config, overwrite=True).history
         print(f"[{2 if name == 'packed' else 3}/3] trained from {data} ({workers} workers)")
-    print(f"{'epoch':>5} {'train loss (packed)':>22} {'train loss (xyz)':>22} "
-          f"{'val loss (packed)':>20} {'val loss (xyz)':>20}")
+    print(
+        f"{'epoch':>5} {'train loss (packed)':>22} {'train loss (xyz)':>22} "
+        f"{'val loss (packed)':>20} {'val loss (xyz)':>20}"
+    )
     for a, b in zip(logs["packed"], logs["xyz"]):
-        print(f"{a['epoch']:>5} {a['train_loss']:>22.12g} {b['train_loss']:>22.12g} "
-              f"{a['val_loss']:>20.12g} {b['val_loss']:>20.12g}")
+        print(
+            f"{a['epoch']:>5} {a['train_loss']:>22.12g} {b['train_loss']:>22.12g} "
+            f"{a['val_loss']:>20.12g} {b['val_loss']:>20.12g}"
+        )
 
 
 if __name__ == "__main__":

@@ -50,26 +50,49 @@ def main() -> None:
     data = out / "cells.xyz"
     ase.io.write(data, toy_nacl_structures(count, seed=7), format="extxyz")
     config = out / "config.yaml"
-    config.write_text(yaml.safe_dump({**CONFIG, "epochs": epochs, "data": {
-        **CONFIG["data"], "train": str(data)}}))
+    config.write_text(
+        yaml.safe_dump({**CONFIG, "epochs": epochs, "data": {**CONFIG["data"], "train": str(data)}})
+    )
     print(f"[1/3] {count} labelled cells in {data}; config {config}")
 
-    two = [sys.executable, "-m", "hybridpot.cli", "train", str(config), "--devices", "2",
-           "--overwrite", f"output_dir={out / 'two_ranks'}", "batch_size=2"]
+    two = [
+        sys.executable,
+        "-m",
+        "hybridpot.cli",
+        "train",
+        str(config),
+        "--devices",
+        "2",
+        "--overwrite",
+        f"output_dir={out / 'two_ranks'}",
+        "batch_size=2",
+    ]
     print("[2/3] " + " ".join(["hybridpot", *two[3:]]))
     subprocess.run(two, check=True)
-    one = [sys.executable, "-m", "hybridpot.cli", "train", str(config), "--overwrite",
-           f"output_dir={out / 'one_rank'}", "batch_size=4"]
+    one = [
+        sys.executable,
+        "-m",
+        "hybridpot.cli",
+        "train",
+        str(config),
+        "--overwrite",
+        f"output_dir={out / 'one_rank'}",
+        "batch_size=4",
+    ]
     print("[3/3] " + " ".join(["hybridpot", *one[3:]]))
     subprocess.run(one, check=True)
 
     rows2, rows1 = read_csv(out / "two_ranks" / "log.csv"), read_csv(out / "one_rank" / "log.csv")
-    print(f"{'epoch':>5} {'train loss, 2 ranks':>22} {'train loss, 1 rank':>22} "
-          f"{'val loss, 2 ranks':>20} {'val loss, 1 rank':>20}")
+    print(
+        f"{'epoch':>5} {'train loss, 2 ranks':>22} {'train loss, 1 rank':>22} "
+        f"{'val loss, 2 ranks':>20} {'val loss, 1 rank':>20}"
+    )
     for a, b in zip(rows2, rows1):
-        print(f"{int(a['epoch']):>5} {float(a['train_loss']):>22.12g} "
-              f"{float(b['train_loss']):>22.12g} {float(a['val_loss']):>20.12g} "
-              f"{float(b['val_loss']):>20.12g}")
+        print(
+            f"{int(a['epoch']):>5} {float(a['train_loss']):>22.12g} "
+            f"{float(b['train_loss']):>22.12g} {float(a['val_loss']):>20.12g} "
+            f"{float(b['val_loss']):>20.12g}"
+        )
     w2 = torch.load(out / "two_ranks" / "model.pt", weights_only=True)["state_dict"]
     w1 = torch.load(out / "one_rank" / "model.pt", weights_only=True)["state_dict"]
     worst = max(float((w2[k] - w1[k]).abs().max()) for k in w1 if w1[k].numel())

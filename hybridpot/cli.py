@@ -205,9 +205,10 @@ def _pack(args: argparse.Namespace) -> int:
     require_file(args.data, "structure file")
     data_keys = DataConfig(
         format=args.format,
-        **{f"{n}_key": getattr(args, f"{n}_key") for n in (
-            "energy", "forces", "stress", "charges", "dipole", "total_charge", "weight"
-        )},
+        **{
+            f"{n}_key": getattr(args, f"{n}_key")
+            for n in ("energy", "forces", "stress", "charges", "dipole", "total_charge", "weight")
+        },
     )
     try:
         images = ase.io.iread(args.data, ":", format=args.format)

@@ -3,9 +3,9 @@
 Why a format of our own rather than ASE's database or HDF5: a training step needs a few
 structures at random positions, fast, from several worker processes. ASE's database
 (sqlite) costs a query and a row decode into an ``Atoms`` per structure (not measured
-here); HDF5 or LMDB would be a new dependency. Here a structure is a few slices of memory-mapped arrays: reading is a
-page-cache copy, any number of processes can map the file, only the pages touched stay
-resident, and writing is sequential.
+here); HDF5 or LMDB would be a new dependency. Here a structure is a few slices of
+memory-mapped arrays: reading is a page-cache copy, any number of processes can map the
+file, only the pages touched stay resident, and writing is sequential.
 
 Layout (little-endian)::
 
@@ -170,7 +170,7 @@ class PackWriter:
             "arrays": {},
         }
         sizes = {}
-        for name, (source, shape, dtype) in arrays.items():
+        for name, (_, shape, dtype) in arrays.items():
             sizes[name] = int(np.prod(shape)) * np.dtype(dtype).itemsize
         # Offsets are relative to the data start, which follows the header (aligned).
         offset = 0
@@ -194,7 +194,9 @@ class PackWriter:
                         shutil.copyfileobj(part, handle, 1 << 22)
                 written = handle.tell() - begin
                 if written != sizes[name]:
-                    raise ValueError(f"array {name!r}: wrote {written} bytes, expected {sizes[name]}")
+                    raise ValueError(
+                        f"array {name!r}: wrote {written} bytes, expected {sizes[name]}"
+                    )
                 handle.write(b"\0" * ((-written) % ALIGN))
 
         atomic_write(self.path, write)

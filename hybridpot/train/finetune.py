@@ -132,8 +132,10 @@ def transfer_weights(source: torch.nn.Module, target: torch.nn.Module) -> list[s
         value = value.to(destination.dtype)
         if value.shape == destination.shape:
             destination.copy_(value)
-        elif value.dim() in (1, 2) and value.shape[0] == len(old) and name.endswith(
-            ("embedding.weight", "shift")
+        elif (
+            value.dim() in (1, 2)
+            and value.shape[0] == len(old)
+            and name.endswith(("embedding.weight", "shift"))
         ):
             destination[: len(old)] = value
         else:

@@ -13,8 +13,8 @@ from ase.data import atomic_numbers
 from ..data.dataset import file_hash, load_graphs, random_split, read_structures
 from ..data.graph import AtomicGraph
 from ..data.packed import PackedDataset, is_packed
-from ..derivatives import has_dipole
 from ..data.statistics import dataset_elements, dataset_statistics
+from ..derivatives import has_dipole
 from .config import TrainConfig
 from .schema import ConfigError
 from .targets import PROPERTIES, labelled_structures
@@ -52,9 +52,7 @@ class PreparedData:
         parts = [p for p in (self.train, self.valid, self.test) if len(p)]
         if all(isinstance(p, list) for p in parts):
             return [g for p in parts for g in p]
-        if all(isinstance(p, PackedDataset) for p in parts) and len(
-            {p.path for p in parts}
-        ) == 1:
+        if all(isinstance(p, PackedDataset) for p in parts) and len({p.path for p in parts}) == 1:
             total = parts[0]
             for part in parts[1:]:
                 total = total + part
@@ -92,7 +90,9 @@ def prepare_data(
         )
 
     def take(data, indices):
-        return data.subset(indices) if isinstance(data, PackedDataset) else [data[i] for i in indices]
+        return (
+            data.subset(indices) if isinstance(data, PackedDataset) else [data[i] for i in indices]
+        )
 
     pool = load(d.train)
     fractions = (

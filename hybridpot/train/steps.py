@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from ..data.dataset import GraphLoader
 from ..data.graph import AtomicGraph
 from .ema import ExponentialMovingAverage
 from .loss import Loss

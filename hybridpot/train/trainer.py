@@ -436,7 +436,12 @@ class Trainer:
         while self.epoch < epochs and not self.stopped_early:
             start = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
-            row = {"epoch": self.epoch + 1, "lr": lr, **self.train_epoch(on_step), **self._validate()}
+            row = {
+                "epoch": self.epoch + 1,
+                "lr": lr,
+                **self.train_epoch(on_step),
+                **self._validate(),
+            }
             monitored = row.get("val_loss", row["train_loss"])
             if self.scheduler is not None:
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

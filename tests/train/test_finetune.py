@@ -169,9 +169,18 @@ def test_fine_tuning_beats_training_from_scratch(tmp_path):
     ase.io.write(tmp_path / "a.xyz", generate_nacl_dataset(32, 1, specs=cool, md=md))
     ase.io.write(tmp_path / "b.xyz", generate_nacl_dataset(8, 2, specs=hot, md=md))
     ase.io.write(tmp_path / "b_test.xyz", generate_nacl_dataset(16, 3, specs=hot, md=md))
-    model = [f"model.{k}={v!r}" if isinstance(v, str) else f"model.{k}={v}" for k, v in TINY.items()]
+    model = [
+        f"model.{k}={v!r}" if isinstance(v, str) else f"model.{k}={v}" for k, v in TINY.items()
+    ]
     # Energy weight 100: (0.1 eV/atom)² then weighs as much as 10 x (0.3 eV/Å)² of forces.
-    common = ["quiet=true", "plots=false", "batch_size=4", "optim.lr=0.01", "loss.energy=100", *model]
+    common = [
+        "quiet=true",
+        "plots=false",
+        "batch_size=4",
+        "optim.lr=0.01",
+        "loss.energy=100",
+        *model,
+    ]
 
     def run(name, data, epochs, *extra):
         config = load_config(
@@ -191,10 +200,18 @@ def test_fine_tuning_beats_training_from_scratch(tmp_path):
     budget = 12
     scratch = run("scratch", "b.xyz", budget)
     tuned = run("tuned", "b.xyz", budget, f"init_from={tmp_path / 'pretrain' / 'model.pt'}")
-    print("test forces RMSE scratch", scratch.test_metrics["forces_rmse"], "tuned",
-          tuned.test_metrics["forces_rmse"])
-    print("test energy RMSE scratch", scratch.test_metrics["energy_rmse"], "tuned",
-          tuned.test_metrics["energy_rmse"])
+    print(
+        "test forces RMSE scratch",
+        scratch.test_metrics["forces_rmse"],
+        "tuned",
+        tuned.test_metrics["forces_rmse"],
+    )
+    print(
+        "test energy RMSE scratch",
+        scratch.test_metrics["energy_rmse"],
+        "tuned",
+        tuned.test_metrics["energy_rmse"],
+    )
     # Measured (CPU, seeded, so reproducible on one machine): forces 293 vs 330 meV/Å,
     # energy 52.5 vs 56.5 meV/atom. The margins are modest at this tiny budget.
     assert tuned.test_metrics["forces_rmse"] < scratch.test_metrics["forces_rmse"]
