@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.output) / "fine_tune"
     out.mkdir(parents=True, exist_ok=True)
-    sizes, pretrain_epochs, budget = ((16, 4, 8), 6, 4) if args.quick else ((32, 8, 16), 15, 12)
+    sizes, pretrain_epochs, budget = ((8, 4, 4), 4, 3) if args.quick else ((32, 8, 16), 15, 12)
 
     md = MDSettings(equilibration_steps=10, stride=5, frames_per_run=8)
     cool = [SamplingSpec("crystal", "crystal", 1, (300.0, 700.0), 0.02, 0.02)]
