@@ -205,8 +205,12 @@ class Trainer:
         self.frozen = self._freeze(config.freeze)
         self.forward = self.model
         if self.dist.active:
+            # Some parameters may not reach the loss (the charge readout of a model
+            # without a Coulomb term and without a charge loss): DDP must look for them.
             self.forward = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
             )
         o = config.optim
         self.optimizer = torch.optim.AdamW(

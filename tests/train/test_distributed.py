@@ -231,3 +231,27 @@ def _yaml(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("{}\n")
     return path
+
+
+def test_short_range_model_with_unused_charge_readout(tmp_path):
+    """Without a Coulomb term and a charge loss the charge readout gets no gradient: DDP
+    must still step (find_unused_parameters), and match one process with twice the batch."""
+    data = tmp_path / "crystals.xyz"
+    ase.io.write(data, toy_nacl_structures(10, seed=4), format="extxyz")
+    config = _yaml(tmp_path)
+    args = [f"data.train={data}", "epochs=1", *COMMON, "loss.charges=0", "loss.dipole=0"]
+    args.append("model.coulomb=false")
+    two = subprocess.run(
+        [sys.executable, "-m", "hybridpot.cli", "train", str(config), "--devices", "2",
+         *args, f"output_dir={tmp_path / 'two'}", "batch_size=2", "eval_batch_size=1"],
+        env=_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    Trainer(
+        load_config(None, [*args, f"output_dir={tmp_path / 'one'}", "batch_size=4",
+                           "eval_batch_size=2"])
+    ).fit()  # fmt: skip
+    a = torch.load(tmp_path / "two" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "one" / "model.pt", weights_only=True)["state_dict"]
+    for key in b:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-10)
