@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from ase.data import atomic_numbers
 
-from ..data.statistics import compositions_and_energies, dataset_elements
+from ..data.statistics import compositions_and_energies
 from .config import TrainConfig
 from .schema import ConfigError
 
@@ -67,7 +67,7 @@ def finetune_model_config(config: TrainConfig, data, source: torch.nn.Module) ->
                 f"source's architecture (leave model.{key} out)"
             )
     old = list(model["elements"])
-    wanted = list(config.model.get("elements") or []) + dataset_elements(data.all_graphs)
+    wanted = list(config.model.get("elements") or []) + data.elements()
     new = sorted({s for s in wanted if s not in old}, key=lambda s: atomic_numbers[s])
     model["elements"] = old + new
     energies = dict(model.get("atomic_energies") or {})

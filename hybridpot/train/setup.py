@@ -59,6 +59,14 @@ class PreparedData:
             return total
         return self.train  # files of different kinds: the training set decides
 
+    def elements(self) -> list[str]:
+        """Chemical symbols present in any split, sorted by atomic number."""
+        found: set[str] = set()
+        for part in (self.train, self.valid, self.test):
+            if len(part):
+                found.update(dataset_elements(part))
+        return sorted(found, key=lambda s: atomic_numbers[s])
+
 
 def prepare_data(
     config: TrainConfig, *, progress: bool = False, model: dict | None = None
@@ -211,7 +219,7 @@ def complete_model_config(config: TrainConfig, data: PreparedData) -> dict:
         ValueError: the data hold an element missing from ``model.elements``.
     """
     model = dict(config.model)
-    present = dataset_elements(data.all_graphs)
+    present = data.elements()
     elements = model.get("elements")
     if elements is None:
         model["elements"] = elements = present
