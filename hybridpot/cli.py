@@ -2,6 +2,9 @@
 
     hybridpot --version
     hybridpot train config.yaml [key=value ...] [--resume] [--overwrite] [--quiet]
+    hybridpot train config.yaml --devices K        (K processes, via torchrun)
+    torchrun --nproc-per-node K -m hybridpot.cli train config.yaml
+    hybridpot pack data.xyz -o data.hpk           (for data sets larger than memory)
     hybridpot evaluate model.pt data.xyz [-o predictions.xyz] [--calibration-plot c.png]
     hybridpot select pool.xyz --model model.pt -n K -o picked.xyz [--exclude train.xyz]
     hybridpot active config.yaml
@@ -60,6 +63,24 @@ def _parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="start afresh over an existing checkpoint"
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    train.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="K",
+        help="train with K processes (torchrun, DistributedDataParallel; batch_size is per "
+        "process): K GPUs with device=cuda, else K CPU processes (gloo)",
+    )
+
+    pack = sub.add_parser(
+        "pack",
+        help="convert structures to a packed file read on demand during training",
+        description="Write labelled structures (extxyz or any ASE-readable file) to a packed, "
+        "indexed file that training reads structure by structure (data.train: data.hpk).",
+    )
+    pack.add_argument("data", help="structures with reference labels")
+    pack.add_argument("-o", "--output", required=True, help="packed file to write (e.g. data.hpk)")
+    pack.add_argument("--format", default=None, help="ASE format of the data file")
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -156,6 +177,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     active.add_argument("config", help="active-learning YAML config (docs/uncertainty.md)")
 
+    for name in ("energy", "forces", "stress", "charges", "dipole", "total_charge", "weight"):
+        pack.add_argument(
+            f"--{name.replace('_', '-')}-key",
+            default=getattr(defaults, f"{name}_key"),
+            help=f"label key of the {name.replace('_', ' ')} (default: %(default)s)",
+        )
+
     info = sub.add_parser("info", help="describe a saved model")
     info.add_argument("model", help="model file")
 
@@ -168,7 +196,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="model file written by hybridpot train")
     export.add_argument("-o", "--output", required=True, help="exported file to write")
     export.add_argument(
-        "--dtype", choices=("float64", "float32"), default=None,
+        "--dtype",
+        choices=("float64", "float32"),
+        default=None,
         help="dtype of the exported model (default: the model file's)",
     )
     export.add_argument("--name", default="hybridpot model", help="model name in the metadata")
@@ -191,23 +221,92 @@ def _train(args: argparse.Namespace) -> int:
     from .train.metrics import format_table
     from .train.trainer import TRAIN_LOG, Trainer
 
+    if args.devices is not None:
+        return _launch(args)
     config = load_config(args.config, args.overrides)
     if args.quiet:
         config.quiet = True
+    from .train.distributed import shutdown
+
     with ConsoleLog() as log:
         trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
+        if not trainer.dist.is_main:  # rank 0 prints and logs for the run
+            trainer.fit()
+            shutdown()
+            return 0
         # Only now is the output folder settled (--overwrite has cleared it, a refused
         # run has touched nothing): the console output goes to its train.log from here.
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         command = " ".join(["hybridpot", *args.argv])
+        if trainer.dist.active:
+            command += f"  ({trainer.dist.world_size} processes)"
         log.start(trainer.out / TRAIN_LOG, f"=== {now} hybridpot {__version__}: {command}")
         result = trainer.fit()
+        shutdown()
         print(f"trained {len(result.history)} epochs; best epoch {result.best_epoch}")
         print(f"model: {result.output_dir / 'model.pt'}")
         for title, metrics in (("validation", result.metrics), ("test", result.test_metrics)):
             if metrics:
                 print(f"\n{title} errors:")
                 print(format_table(metrics))
+    return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``hybridpot train ... --devices K``: run the same command in K processes under
+    ``torchrun`` (a free local port, this Python); returns torchrun's exit code."""
+    import os
+    import subprocess
+
+    if args.devices < 1:
+        raise UserError(f"--devices must be a positive integer, got {args.devices}")
+    if "WORLD_SIZE" in os.environ:
+        raise UserError("--devices cannot be used inside torchrun (it starts torchrun itself)")
+    argv, skip = [], False
+    for item in args.argv:  # the same command without --devices K
+        if skip:
+            skip = False
+            continue
+        if item == "--devices":
+            skip = True
+            continue
+        if item.startswith("--devices="):
+            continue
+        argv.append(item)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={args.devices}",
+        "-m",
+        "hybridpot.cli",
+        *argv,
+    ]
+    return subprocess.run(command, check=False).returncode
+
+
+def _pack(args: argparse.Namespace) -> int:
+    import ase.io
+
+    from .data.packed import pack_structures
+    from .fileio import require_file
+    from .train.config import DataConfig
+
+    require_file(args.data, "structure file")
+    data_keys = DataConfig(
+        format=args.format,
+        **{
+            f"{n}_key": getattr(args, f"{n}_key")
+            for n in ("energy", "forces", "stress", "charges", "dipole", "total_charge", "weight")
+        },
+    )
+    try:
+        images = ase.io.iread(args.data, ":", format=args.format)
+    except Exception as error:  # ASE raises many kinds for unreadable files
+        raise UserError(f"cannot read structures from {args.data!r}: {error}") from None
+    count = pack_structures(images, args.output, data_keys, source=args.data)
+    print(f"packed {count} structures from {args.data} into {args.output}")
     return 0
 
 
@@ -435,8 +534,9 @@ def _export(args: argparse.Namespace) -> int:
         )
     except ImportError as error:
         raise UserError(str(error)) from None
-    print(f"wrote {args.output} (metatomic model: load it without hybridpot, see "
-          "docs/deployment.md)")
+    print(
+        f"wrote {args.output} (metatomic model: load it without hybridpot, see docs/deployment.md)"
+    )
     return 0
 
 
@@ -467,6 +567,7 @@ def _log_warnings_to_stderr() -> None:
 
 _COMMANDS = {
     "train": _train,
+    "pack": _pack,
     "evaluate": _evaluate,
     "select": _select,
     "active": _active,

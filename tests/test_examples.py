@@ -363,3 +363,33 @@ def test_active_learning_example_runs_the_loop_and_plots(tmp_path):
     from hybridpot.cli import main
 
     assert main(["active", str(folder / "active.yaml")]) == 0
+
+
+@pytest.mark.slow
+def test_ddp_example_two_ranks_equal_one(tmp_path):
+    stdout = run_example("train_ddp.py", "--quick", "--output", str(tmp_path))
+    worst = printed_number(stdout, "largest weight difference, 2 ranks x 2 vs 1 rank x 4:")
+    assert worst < 1e-10
+    assert (tmp_path / "train_ddp" / "two_ranks" / "model.pt").is_file()
+
+
+@pytest.mark.slow
+def test_large_dataset_example_packs_and_trains_alike(tmp_path):
+    stdout = run_example("large_dataset.py", "--quick", "--output", str(tmp_path))
+    assert (tmp_path / "large_dataset" / "cells.hpk").is_file()
+    rows = [line.split() for line in stdout.splitlines() if re.match(r"\s+\d+\s+[-+0-9.]", line)]
+    assert len(rows) == 2
+    for row in rows:
+        packed_train, xyz_train, packed_val, xyz_val = (float(x) for x in row[1:])
+        assert packed_train == pytest.approx(xyz_train, rel=1e-10)
+        assert packed_val == pytest.approx(xyz_val, rel=1e-10)
+
+
+@pytest.mark.slow
+def test_fine_tune_example_compares_with_scratch(tmp_path):
+    stdout = run_example("fine_tune.py", "--quick", "--output", str(tmp_path))
+    summary = json.loads((tmp_path / "fine_tune" / "summary.json").read_text())
+    assert set(summary) == {"scratch", "fine-tuned"}
+    assert "fine-tuned" in stdout
+    for metrics in summary.values():
+        assert np.isfinite(metrics["forces_rmse"]) and np.isfinite(metrics["energy_rmse"])

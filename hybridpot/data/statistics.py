@@ -7,6 +7,9 @@
   components when forces are labelled (forces are what the network's energy gradients
   must reproduce), else the spread of the per-atom residual energy.
 - The average number of neighbours per atom (normalises message sums).
+
+``graphs`` is a list of graphs or a :class:`hybridpot.data.packed.PackedDataset` (read
+from its arrays, not graph by graph; the neighbour count then uses a sample).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ def _has(graph: AtomicGraph, key: str) -> bool:
 
 def dataset_elements(graphs: list[AtomicGraph]) -> list[str]:
     """Chemical symbols present in ``graphs``, sorted by atomic number."""
+    if hasattr(graphs, "elements"):
+        return graphs.elements()
     numbers = sorted({int(z) for g in graphs for z in g.numbers.unique().tolist()})
     return [chemical_symbols[z] for z in numbers]
 
@@ -40,30 +45,49 @@ def fit_atomic_energies(graphs: list[AtomicGraph], elements: list[str]) -> dict[
         ValueError: no structure has an energy label, or ``graphs`` hold an element that
             is not in ``elements``.
     """
+    counts, energies, labelled = compositions_and_energies(graphs, elements)
+    if not labelled.any():
+        raise ValueError("cannot fit atomic energies: no training structure has an energy label")
+    rows = counts[labelled]
+    solution, *_ = np.linalg.lstsq(rows, energies[labelled], rcond=None)
+    present = rows.sum(axis=0) > 0
+    return {s: float(solution[i]) if present[i] else 0.0 for i, s in enumerate(elements)}
+
+
+def compositions_and_energies(
+    graphs: list[AtomicGraph], elements: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(counts, energies, labelled)``: (B, S) atoms of each element per structure,
+    (B,) energy labels in eV (0 where absent) and (B,) bool which structures have one.
+
+    Raises:
+        ValueError: a structure holds an element that is not in ``elements``.
+    """
+    if hasattr(graphs, "compositions_and_energies"):
+        return graphs.compositions_and_energies(elements)
     index = {atomic_numbers[s]: i for i, s in enumerate(elements)}
-    rows, energies = [], []
-    for g in graphs:
-        if not _has(g, keys.ENERGY):
-            continue
-        counts = np.zeros(len(elements))
+    counts = np.zeros((len(graphs), len(elements)))
+    energies = np.zeros(len(graphs))
+    labelled = np.zeros(len(graphs), dtype=bool)
+    for row, g in enumerate(graphs):
         for z, c in zip(*np.unique(g.numbers.numpy(), return_counts=True), strict=True):
             if int(z) not in index:
                 raise ValueError(
                     f"structure holds element {chemical_symbols[int(z)]!r}, "
                     f"not in the model's elements {elements}"
                 )
-            counts[index[int(z)]] = c
-        rows.append(counts)
-        energies.append(float(g.labels[keys.ENERGY].reshape(-1)[0]))
-    if not rows:
-        raise ValueError("cannot fit atomic energies: no training structure has an energy label")
-    solution, *_ = np.linalg.lstsq(np.array(rows), np.array(energies), rcond=None)
-    present = np.array(rows).sum(axis=0) > 0
-    return {s: float(solution[i]) if present[i] else 0.0 for i, s in enumerate(elements)}
+            counts[row, index[int(z)]] = c
+        if _has(g, keys.ENERGY):
+            labelled[row] = True
+            energies[row] = float(g.labels[keys.ENERGY].reshape(-1)[0])
+    return counts, energies, labelled
 
 
 def force_rms(graphs: list[AtomicGraph]) -> float | None:
     """RMS of all labelled force components (eV/Å), or None without force labels."""
+    if hasattr(graphs, "force_sums"):
+        total, count = graphs.force_sums()
+        return (total / count) ** 0.5 if count else None
     total, count = 0.0, 0
     for g in graphs:
         if _has(g, keys.FORCES):
@@ -77,6 +101,12 @@ def residual_energy_std(
     graphs: list[AtomicGraph], atomic_energies: dict[str, float]
 ) -> float | None:
     """Standard deviation (eV/atom) of (E - sum E0) / N over labelled structures, or None."""
+    if hasattr(graphs, "compositions_and_energies"):
+        symbols = sorted(atomic_energies) or graphs.elements()
+        counts, energies, labelled = graphs.compositions_and_energies(symbols)
+        e0 = counts @ np.array([atomic_energies.get(s, 0.0) for s in symbols])
+        values = ((energies - e0) / counts.sum(axis=1))[labelled]
+        return float(np.std(values)) if len(values) > 1 else None
     values = []
     for g in graphs:
         if _has(g, keys.ENERGY):
@@ -86,8 +116,11 @@ def residual_energy_std(
     return float(np.std(values)) if len(values) > 1 else None
 
 
-def average_num_neighbors(graphs: list[AtomicGraph]) -> float:
-    """Mean number of neighbours per atom (directed edges / atoms)."""
+def average_num_neighbors(graphs: list[AtomicGraph], max_samples: int | None = None) -> float:
+    """Mean number of neighbours per atom (directed edges / atoms), over at most
+    ``max_samples`` structures evenly spaced through ``graphs`` (None: all)."""
+    if max_samples is not None and len(graphs) > max_samples:
+        graphs = [graphs[int(i)] for i in np.linspace(0, len(graphs) - 1, max_samples)]
     edges = sum(g.num_edges for g in graphs)
     atoms = sum(g.num_nodes for g in graphs)
     if atoms == 0:
@@ -99,6 +132,8 @@ def dataset_statistics(
     graphs: list[AtomicGraph],
     elements: list[str],
     atomic_energies: dict[str, float] | None = None,
+    *,
+    neighbor_samples: int | None = None,
 ) -> dict:
     """The model-config entries the trainer fills in from the training set.
 
@@ -106,12 +141,13 @@ def dataset_statistics(
         graphs: training graphs.
         elements: the model's chemical symbols.
         atomic_energies: given reference energies (eV); None: least-squares fit.
+        neighbor_samples: count neighbours on at most this many structures (None: all).
 
     Returns:
         ``{"atomic_energies": {symbol: eV}, "energy_scale": eV, "avg_num_neighbors": float}``.
     """
     if atomic_energies is None:
-        if any(_has(g, keys.ENERGY) for g in graphs):
+        if compositions_and_energies(graphs, elements)[2].any():
             atomic_energies = fit_atomic_energies(graphs, elements)
         else:
             atomic_energies = {}
@@ -123,5 +159,5 @@ def dataset_statistics(
     return {
         "atomic_energies": {s: float(v) for s, v in atomic_energies.items()},
         "energy_scale": float(scale),
-        "avg_num_neighbors": max(float(average_num_neighbors(graphs)), 1.0),
+        "avg_num_neighbors": max(float(average_num_neighbors(graphs, neighbor_samples)), 1.0),
     }

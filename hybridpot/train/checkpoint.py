@@ -97,6 +97,7 @@ RESUMABLE_CHANGES = {
     "output_dir",
     "data.cache_dir",
     "uncertainty",
+    "data.num_workers",
 }
 
 

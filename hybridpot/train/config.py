@@ -29,7 +29,8 @@ class DataConfig:
     """Where the reference structures are and which keys hold their labels."""
 
     train: str = field(default="", metadata={"required": True})
-    """Training structures (extended XYZ or any file ASE reads). Required."""
+    """Training structures (extended XYZ or any file ASE reads, or a packed file from
+    ``hybridpot pack``, read on demand). Required."""
 
     valid: str | None = None
     """Validation structures; null: split ``val_fraction`` off the training file."""
@@ -90,6 +91,14 @@ class DataConfig:
 
     cache_dir: str | None = None
     """Folder for neighbour-list caches keyed by file hash and cutoff; null: memory only."""
+
+    num_workers: int = 0
+    """Worker processes that read and batch packed data while the model trains (0: read
+    in the training process). Only packed files (``hybridpot pack``) are read on demand."""
+
+    statistics_samples: int = 2000
+    """Packed data: the average number of neighbours is counted on this many training
+    structures (evenly spaced); reference energies and the force scale use all of them."""
 
 
 @dataclass
@@ -191,10 +200,11 @@ class TrainConfig:
     """Number of passes over the training set."""
 
     batch_size: int = 4
-    """Structures per training step."""
+    """Structures per training step, per process: K processes (``--devices K``) take
+    global steps of K x ``batch_size`` structures."""
 
     eval_batch_size: int | None = None
-    """Structures per validation/test batch; null: ``batch_size``."""
+    """Structures per validation/test batch (per process); null: ``batch_size``."""
 
     early_stopping_patience: int | None = None
     """Stop after this many epochs without a better validation loss; null: never."""
@@ -221,6 +231,16 @@ class TrainConfig:
     """After training, fit a last-layer (LLPR) uncertainty on the training set and
     calibrate it on the validation set (needs one): model.pt then predicts energy, force
     and charge standard deviations (see docs/uncertainty.md)."""
+
+    init_from: str | None = None
+    """Fine-tuning: a model file (``model.pt``) whose weights, elements and statistics
+    start this run. Its architecture is used (``model`` entries other than ``cutoff``
+    must match it or be left out); elements of the data that it lacks get fresh
+    embeddings and least-squares reference energies. null: start from random weights."""
+
+    freeze: list[str] = field(default_factory=list)
+    """Parameters not trained: glob patterns on parameter names (e.g. ``network.embedding.*``,
+    ``network.layers.0.*``); each pattern must match at least one parameter."""
 
     def to_dict(self) -> dict:
         """A plain, YAML/JSON-serialisable dict of every field."""
@@ -280,6 +300,8 @@ def _check_range(config: TrainConfig) -> None:
         "a mapping with at least one positive weight",
         dataclasses.asdict(loss),
     )
+    need(d.num_workers >= 0, "data.num_workers", ">= 0", d.num_workers)
+    need(d.statistics_samples >= 1, "data.statistics_samples", ">= 1", d.statistics_samples)
     need(config.epochs >= 1, "epochs", ">= 1", config.epochs)
     need(config.batch_size >= 1, "batch_size", ">= 1", config.batch_size)
     need(
@@ -294,11 +316,18 @@ def _check_range(config: TrainConfig) -> None:
         ">= 1 or null",
         config.early_stopping_patience,
     )
+    need(
+        all(isinstance(p, str) and p for p in config.freeze),
+        "freeze",
+        "a list of non-empty glob patterns on parameter names",
+        config.freeze,
+    )
     cutoff = config.model.get("cutoff")
     need(
-        isinstance(cutoff, (int, float)) and not isinstance(cutoff, bool) and cutoff > 0,
+        (config.init_from is not None and cutoff is None)
+        or (isinstance(cutoff, (int, float)) and not isinstance(cutoff, bool) and cutoff > 0),
         "model.cutoff",
-        "a positive number of Å (the model config needs it)",
+        "a positive number of Å (the model config needs it unless init_from gives it)",
         cutoff,
     )
 
@@ -388,6 +417,8 @@ def check_files(config: TrainConfig) -> None:
         path = getattr(config.data, key)
         if path is not None:
             require_file(path, f"config key 'data.{key}': file", ConfigError)
+    if config.init_from is not None:
+        require_file(config.init_from, "config key 'init_from': model file", ConfigError)
 
 
 def config_from_dict(values: dict, *, check_paths: bool = True) -> TrainConfig:
@@ -403,7 +434,8 @@ def config_from_dict(values: dict, *, check_paths: bool = True) -> TrainConfig:
         close = suggest_key(error.key) or error.close
         raise UnknownKeyError(error.key, close) from None
     _check_range(config)
-    check_model_section(config.model)
+    if config.init_from is None or "cutoff" in config.model:
+        check_model_section(config.model)  # (with init_from the source's is checked later)
     if check_paths:
         check_files(config)
     return config

@@ -53,6 +53,24 @@ class Loss:
     def needs_bec(self) -> bool:
         return "bec" in self.weights
 
+    def terms(
+        self, pred: dict[str, torch.Tensor], graph: AtomicGraph
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Property -> (numerator sum_r s_r sum_c rho, denominator C * sum_r s_r) of L_p
+        for the properties with weight > 0 that ``graph`` labels (others are left out).
+
+        The numerator is differentiable; the denominator is a detached scalar.
+        """
+        out = {}
+        for name in self.weights:
+            values = pair(pred, graph, name)
+            if values is None:
+                continue
+            rho = elementwise(values.pred - values.ref, self.config.kind, self.config.huber_delta)
+            numerator = (values.weight[:, None] * rho).sum()
+            out[name] = (numerator, values.weight.sum().detach() * rho.shape[1])
+        return out
+
     def property_loss(
         self, pred: dict[str, torch.Tensor], graph: AtomicGraph, name: str
     ) -> torch.Tensor | None:
@@ -67,13 +85,24 @@ class Loss:
         return (values.weight[:, None] * rho).sum() / (total_weight * rho.shape[1])
 
     def __call__(
-        self, pred: dict[str, torch.Tensor], graph: AtomicGraph
+        self, pred: dict[str, torch.Tensor], graph: AtomicGraph, *, context=None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(total, {property: L_p})`` for the properties with weight > 0 and labels.
 
         ``total`` is a differentiable scalar (zero, still differentiable, when nothing is
         labelled).
+
+        Args:
+            pred: model outputs of this batch.
+            graph: the batch with its labels.
+            context: a :class:`hybridpot.train.distributed.Distributed` of several ranks,
+                each holding one part of a global batch. Then every L_p is normalised by
+                the GLOBAL denominator (C times the summed weights of all ranks), and the
+                returned values are this rank's share: summed over the ranks they are the
+                loss of the global batch, and so are their gradients. None: one process.
         """
+        if context is not None and context.active:
+            return self._shared(pred, graph, context)
         parts: dict[str, torch.Tensor] = {}
         total = None
         for name, weight in self.weights.items():
@@ -83,6 +112,30 @@ class Loss:
             parts[name] = value
             total = weight * value if total is None else total + weight * value
         if total is None:
-            energy = next(iter(pred.values()))
-            total = 0.0 * energy.sum()
+            total = _zero(pred)
         return total, parts
+
+    def _shared(self, pred, graph, context) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """This rank's share of the loss of a global batch split across ranks."""
+        names = list(self.weights)
+        terms = self.terms(pred, graph)
+        zero = _zero(pred)
+        local = torch.stack(
+            [terms[n][1].to(zero.dtype) if n in terms else zero.detach() for n in names]
+        )
+        denominators = context.all_reduce_sum(local)  # one collective per step
+        parts: dict[str, torch.Tensor] = {}
+        total = zero
+        for k, name in enumerate(names):
+            if not bool(denominators[k] > 0):
+                continue  # no rank has this label in the global batch
+            numerator = terms[name][0] if name in terms else zero
+            parts[name] = numerator / denominators[k]
+            total = total + self.weights[name] * parts[name]
+        return total, parts
+
+
+def _zero(pred: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A differentiable scalar zero connected to the model's output."""
+    energy = next(iter(pred.values()))
+    return 0.0 * energy.sum()

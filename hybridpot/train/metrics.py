@@ -82,6 +82,22 @@ class Metrics:
                 self.values[name][0].append(values.ref.detach().double().cpu().numpy().ravel())
                 self.values[name][1].append(values.pred.detach().double().cpu().numpy().ravel())
 
+    def all_reduce(self, context) -> None:
+        """Add the error sums and counts of every rank (a
+        :class:`hybridpot.train.distributed.Distributed`), so that :meth:`compute` gives
+        the metrics of the whole set on every rank. Kept parity values stay per rank."""
+        if not context.active:
+            return
+        sums = torch.tensor(
+            [[self.abs_sum[p], self.sq_sum[p], float(self.count[p])] for p in self.properties],
+            dtype=torch.float64,
+        )
+        sums = context.all_reduce_sum(sums)
+        for k, name in enumerate(self.properties):
+            self.abs_sum[name] = float(sums[k, 0])
+            self.sq_sum[name] = float(sums[k, 1])
+            self.count[name] = int(round(float(sums[k, 2])))
+
     def compute(self) -> dict[str, float]:
         """``{"<property>_mae": ..., "<property>_rmse": ...}`` in the units of :data:`UNITS`
         for every property with at least one labelled value."""

@@ -6,12 +6,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from ase.data import atomic_numbers
 
 from ..data.dataset import file_hash, load_graphs, random_split, read_structures
 from ..data.graph import AtomicGraph
+from ..data.packed import PackedDataset, is_packed
 from ..data.statistics import dataset_elements, dataset_statistics
+from ..derivatives import has_dipole
 from .config import TrainConfig
 from .schema import ConfigError
 from .targets import PROPERTIES, labelled_structures
@@ -40,31 +43,64 @@ class PreparedData:
         provenance: file paths, SHA-256 hashes, split seed and sizes (JSON-serialisable).
     """
 
-    train: list[AtomicGraph]
-    valid: list[AtomicGraph]
-    test: list[AtomicGraph]
+    train: list[AtomicGraph] | PackedDataset
+    valid: list[AtomicGraph] | PackedDataset
+    test: list[AtomicGraph] | PackedDataset
     provenance: dict = field(default_factory=dict)
 
     @property
-    def all_graphs(self) -> list[AtomicGraph]:
-        return self.train + self.valid + self.test
+    def all_graphs(self) -> list[AtomicGraph] | PackedDataset:
+        parts = [p for p in (self.train, self.valid, self.test) if len(p)]
+        if all(isinstance(p, list) for p in parts):
+            return [g for p in parts for g in p]
+        if all(isinstance(p, PackedDataset) for p in parts) and len({p.path for p in parts}) == 1:
+            total = parts[0]
+            for part in parts[1:]:
+                total = total + part
+            return total
+        return self.train  # files of different kinds: the training set decides
+
+    def elements(self) -> list[str]:
+        """Chemical symbols present in any split, sorted by atomic number."""
+        found: set[str] = set()
+        for part in (self.train, self.valid, self.test):
+            if len(part):
+                found.update(dataset_elements(part))
+        return sorted(found, key=lambda s: atomic_numbers[s])
 
 
-def prepare_data(config: TrainConfig, *, progress: bool = False) -> PreparedData:
+def prepare_data(
+    config: TrainConfig, *, progress: bool = False, model: dict | None = None
+) -> PreparedData:
     """Read the data files of ``config`` (neighbour lists at ``model.cutoff``) and split.
 
     A validation (test) file, when given, is used as it is; otherwise ``val_fraction``
     (``test_fraction``) of the training file is held out by a random split seeded with
-    ``data.split_seed`` (default: ``seed``).
+    ``data.split_seed`` (default: ``seed``). A packed file (``hybridpot pack``) is not
+    read here: its splits are views that build graphs on demand.
+
+    Args:
+        config: the training config.
+        progress: show progress bars.
+        model: the model section to use (cutoff, electrostatics) instead of
+            ``config.model`` (a fine-tuned run takes the source model's).
     """
     d = config.data
-    cutoff = float(config.model["cutoff"])
+    model = config.model if model is None else model
+    cutoff = float(model["cutoff"])
     dtype = DTYPES[config.dtype]
-    route = _route(config.model)
+    route = _route(model)
 
-    def load(path: str) -> list[AtomicGraph]:
+    def load(path: str) -> list[AtomicGraph] | PackedDataset:
+        if is_packed(path):
+            return PackedDataset(path, cutoff, dtype=dtype, route=route)
         return load_graphs(
             path, cutoff, d, dtype=dtype, cache_dir=d.cache_dir, progress=progress, route=route
+        )
+
+    def take(data, indices):
+        return (
+            data.subset(indices) if isinstance(data, PackedDataset) else [data[i] for i in indices]
         )
 
     pool = load(d.train)
@@ -77,9 +113,9 @@ def prepare_data(config: TrainConfig, *, progress: bool = False) -> PreparedData
         train_idx, val_idx, test_idx = random_split(len(pool), fractions, split_seed)
     except ValueError as error:
         raise ValueError(f"data.train {d.train!r}: {error}") from None
-    valid = load(d.valid) if d.valid is not None else [pool[i] for i in val_idx]
-    test = load(d.test) if d.test is not None else [pool[i] for i in test_idx]
-    train = [pool[i] for i in train_idx]
+    valid = load(d.valid) if d.valid is not None else take(pool, val_idx)
+    test = load(d.test) if d.test is not None else take(pool, test_idx)
+    train = take(pool, train_idx)
     provenance = {
         "train_file": str(Path(d.train).resolve()),
         "train_sha256": file_hash(d.train),
@@ -107,11 +143,19 @@ def _route(model: dict):
 def label_counts(graphs: list[AtomicGraph]) -> dict[str, int]:
     """Property -> number of structures in ``graphs`` compared on it (labelled; for the
     dipole, labelled and non-periodic)."""
+    if isinstance(graphs, PackedDataset):
+        counts = {p: int(graphs.label_mask(p).sum()) for p in PROPERTIES}
+        if counts["dipole"]:
+            pbc = torch.from_numpy(np.asarray(graphs.array("pbc")[graphs.indices]))
+            counts["dipole"] = int((graphs.label_mask("dipole") & has_dipole(pbc).numpy()).sum())
+        return counts
     return {p: sum(int(labelled_structures(g, p).sum()) for g in graphs) for p in PROPERTIES}
 
 
 def available_keys(path: str, format: str | None = None) -> str:
     """The ``info``, ``arrays`` and calculator keys of the structures in ``path``, as text."""
+    if is_packed(path):
+        return f"packed labels {PackedDataset(path, 1.0).labels}"
     info, arrays, results = set(), set(), set()
     for atoms in read_structures(path, format):
         info.update(atoms.info)
@@ -176,7 +220,7 @@ def complete_model_config(config: TrainConfig, data: PreparedData) -> dict:
         ValueError: the data hold an element missing from ``model.elements``.
     """
     model = dict(config.model)
-    present = dataset_elements(data.all_graphs)
+    present = data.elements()
     elements = model.get("elements")
     if elements is None:
         model["elements"] = elements = present
@@ -187,7 +231,14 @@ def complete_model_config(config: TrainConfig, data: PreparedData) -> dict:
         raise ValueError(
             f"the data hold elements {missing} that model.elements {elements} does not list"
         )
-    stats = dataset_statistics(data.train, elements, model.get("atomic_energies"))
+    stats = dataset_statistics(
+        data.train,
+        elements,
+        model.get("atomic_energies"),
+        neighbor_samples=(
+            config.data.statistics_samples if isinstance(data.train, PackedDataset) else None
+        ),
+    )
     for key, value in stats.items():
         model.setdefault(key, value)
     return model

@@ -7,6 +7,14 @@ optimiser, schedule, EMA, best weights, early-stopping counters, history and the
 states; the batch order of epoch e is a function of the seed and e), so a run resumed
 from it ends bit-identical to one that was never interrupted (on CPU).
 
+Several processes (``torchrun --nproc-per-node K -m hybridpot.cli train ...`` or
+``hybridpot train --devices K``): every rank holds the model, wrapped in
+``DistributedDataParallel``, and trains on its slice of each global batch of
+``batch_size x K`` structures (:class:`hybridpot.data.loader.ShardedLoader`); statistics
+are computed once (rank 0) and broadcast; losses, metrics and early stopping are summed
+over ranks, so every rank takes the same decisions; only rank 0 writes files. A
+checkpoint does not depend on the number of ranks, so ``--resume`` may use another.
+
 Output folder: ``checkpoint.pt`` (training state), ``model.pt`` (the best EMA weights,
 :func:`hybridpot.model.save_model` format), ``config.yaml`` (the effective config),
 ``log.csv``, ``metrics.json``, the PNG plots and, from ``hybridpot train``, ``train.log``
@@ -27,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.dataset import GraphLoader
+from ..data.loader import ShardedLoader
 from ..device import resolve_device
 from ..fileio import remove_stale_temporaries
 from .checkpoint import (
@@ -38,7 +46,8 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import ConfigError, TrainConfig, save_config
+from .config import ConfigError, TrainConfig, config_from_dict, save_config
+from .distributed import Distributed, from_environment
 from .ema import ExponentialMovingAverage
 from .logs import write_csv, write_json
 from .loss import Loss
@@ -102,6 +111,8 @@ class Trainer:
         init_model: warm start: a fresh run starts from this model's configuration and
             weights (not its uncertainty state) instead of a new initialisation; ignored
             when resuming (the checkpoint has the weights).
+        distributed: this process's place among several ranks; None: read ``torchrun``'s
+            environment (a single process when there is none).
 
     Raises:
         ConfigError: a checkpoint exists and neither ``resume`` nor ``overwrite`` is set,
@@ -118,6 +129,7 @@ class Trainer:
         resume: bool = False,
         overwrite: bool = False,
         init_model: torch.nn.Module | None = None,
+        distributed: Distributed | None = None,
     ):
         from ..model import build_model
 
@@ -126,6 +138,10 @@ class Trainer:
             self.device = resolve_device(config.device, "config key 'device'")
         except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None
+        self.dist = distributed if distributed is not None else from_environment(config.device)
+        if self.dist.active and self.device.type == "cuda":
+            self.device = torch.device(self.dist.device)
+        main = self.dist.is_main
         self.out = Path(config.output_dir)
         checkpoint_path = self.out / CHECKPOINT
         checkpoint = None
@@ -139,22 +155,42 @@ class Trainer:
                     f"cannot resume: checkpoint {str(checkpoint_path)!r} has no {missing} "
                     f"(not written by the trainer)"
                 )
-            self._check_resumable(checkpoint["config"])
+            self._check_resumable(checkpoint["config"], checkpoint.get("world_size", 1))
         elif checkpoint_path.is_file() and not overwrite:
             raise ConfigError(
                 f"output_dir {str(self.out)!r} already holds a checkpoint; pass --resume to "
                 f"continue it, --overwrite to start again, or set output_dir=... to another folder"
             )
-        elif overwrite:
+        elif overwrite and main:
             # Remove the previous run's outputs so that none outlives the new run.
             for name in (CHECKPOINT, MODEL, LOG, METRICS, CONFIG, TRAIN_LOG, *PLOTS):
                 (self.out / name).unlink(missing_ok=True)
-        # A run killed during a write leaves its temporary file (the target is intact).
-        remove_stale_temporaries(self.out, (CHECKPOINT, MODEL, LOG, METRICS, *PLOTS))
+        if main:
+            # A run killed during a write leaves its temporary file (the target is intact).
+            remove_stale_temporaries(self.out, (CHECKPOINT, MODEL, LOG, METRICS, *PLOTS))
+        self.dist.barrier()  # no rank reads the folder while rank 0 clears it
         self.dtype = DTYPES[config.dtype]
-        self.progress = not config.quiet
+        self.progress = not config.quiet and main
 
-        self.data: PreparedData = prepare_data(config, progress=self.progress)
+        source = None
+        if checkpoint is None and config.init_from is not None:
+            if init_model is not None:
+                raise ConfigError(
+                    "init_from (a model file to fine-tune) and init_model (a warm start) are "
+                    "both given; give one"
+                )
+            from .finetune import load_source
+
+            source = load_source(config.init_from)
+        self.data: PreparedData = prepare_data(
+            config,
+            progress=self.progress,
+            model=(
+                checkpoint["model_config"]
+                if checkpoint is not None
+                else (source.config if source is not None else None)
+            ),
+        )
         if config.uncertainty and not self.data.valid:
             raise ConfigError(
                 "uncertainty: true needs a validation set to calibrate on (data.valid or "
@@ -163,10 +199,19 @@ class Trainer:
         warm = init_model is not None and checkpoint is None
         if checkpoint is not None:
             self.model_config = checkpoint["model_config"]
+        elif source is not None:
+            from .finetune import finetune_model_config
+
+            # Statistics are computed once, on rank 0, and sent to the others.
+            self.model_config = self.dist.broadcast_object(
+                finetune_model_config(config, self.data, source) if main else None
+            )
         elif warm:
             self.model_config = {**init_model.config, "uncertainty": False}
         else:
-            self.model_config = complete_model_config(config, self.data)
+            self.model_config = self.dist.broadcast_object(
+                complete_model_config(config, self.data) if main else None
+            )
         torch.manual_seed(config.seed)
         self.model = build_model(self.model_config).to(device=self.device, dtype=self.dtype)
         if warm:
@@ -175,9 +220,23 @@ class Trainer:
             }
             self.model.load_state_dict(state)
         self.model_config = self.model.config  # with every default filled in
+        if source is not None:
+            from .finetune import transfer_weights
+
+            transfer_weights(source, self.model)
+        self.frozen = self._freeze(config.freeze)
+        self.forward = self.model
+        if self.dist.active:
+            # Some parameters may not reach the loss (the charge readout of a model
+            # without a Coulomb term and without a charge loss): DDP must look for them.
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
         o = config.optim
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
+            [p for p in self.model.parameters() if p.requires_grad],
             lr=o.lr,
             betas=tuple(o.betas),
             eps=o.eps,
@@ -199,18 +258,9 @@ class Trainer:
             ExponentialMovingAverage(self.model, o.ema_decay) if o.ema_decay is not None else None
         )
         self.loss = Loss(config.loss)
-        self.train_loader = GraphLoader(
-            self.data.train, config.batch_size, shuffle=True, seed=config.seed, device=self.device
-        )
-        eval_batch = config.eval_batch_size or config.batch_size
-        self.valid_loader = (
-            GraphLoader(self.data.valid, eval_batch, device=self.device)
-            if self.data.valid
-            else None
-        )
-        self.test_loader = (
-            GraphLoader(self.data.test, eval_batch, device=self.device) if self.data.test else None
-        )
+        self.train_loader = self._loader(self.data.train, config.batch_size, shuffle=True)
+        self.valid_loader = self._loader(self.data.valid) if len(self.data.valid) else None
+        self.test_loader = self._loader(self.data.test) if len(self.data.test) else None
         # Training state (saved in every checkpoint).
         self.epoch = 0
         self.history: list[dict] = []
@@ -222,11 +272,46 @@ class Trainer:
         if checkpoint is not None:
             self._load_state(checkpoint)
 
+    def _loader(self, graphs, batch_size=None, *, shuffle=False, shard=True):
+        """This rank's loader of ``graphs`` (validation/test batches: ``eval_batch_size``)."""
+        c = self.config
+        return ShardedLoader(
+            graphs,
+            batch_size or c.eval_batch_size or c.batch_size,
+            shuffle=shuffle,
+            seed=c.seed,
+            rank=self.dist.rank if shard else 0,
+            world_size=self.dist.world_size if shard else 1,
+            num_workers=c.data.num_workers,
+            device=self.device,
+        )
+
+    def _freeze(self, patterns: list[str]) -> list[str]:
+        """Stop training the parameters whose names match any glob in ``patterns``."""
+        if not patterns:
+            return []
+        from .finetune import freeze_parameters
+
+        try:
+            return freeze_parameters(self.model, patterns)
+        except ValueError as error:
+            raise ConfigError(f"config key 'freeze': {error}") from None
+
     # ------------------------------------------------------------------ resume
-    def _check_resumable(self, saved: dict) -> None:
-        fixed = [
-            k for k in changed_entries(saved, self.config.to_dict()) if k not in RESUMABLE_CHANGES
-        ]
+    def _check_resumable(self, saved: dict, saved_world: int) -> None:
+        try:  # entries added since the checkpoint was written take their defaults
+            saved = config_from_dict(saved, check_paths=False).to_dict()
+        except ConfigError:
+            pass
+        current = self.config.to_dict()
+        # Another number of ranks may resume with the per-rank batch sizes that keep the
+        # global batches (and so every later step) the same.
+        world = self.dist.world_size
+        for key in ("batch_size", "eval_batch_size"):
+            old, new = saved.get(key), current.get(key)
+            if old is not None and new is not None and old * saved_world == new * world:
+                saved = {**saved, key: new}
+        fixed = [k for k in changed_entries(saved, current) if k not in RESUMABLE_CHANGES]
         if fixed:
             raise ConfigError(
                 f"cannot resume: config entries {fixed} differ from the checkpoint's; only "
@@ -251,6 +336,7 @@ class Trainer:
             "stopped_early": self.stopped_early,
             "history": self.history,
             "rng": rng_state(),
+            "world_size": self.dist.world_size,
         }
 
     def _load_state(self, state: dict) -> None:
@@ -284,8 +370,15 @@ class Trainer:
             return copy.deepcopy(self.model.state_dict())
 
     # ------------------------------------------------------------------ loops
-    def train_epoch(self) -> dict[str, float]:
-        """One pass over the shuffled training set; returns mean losses (per structure)."""
+    def train_epoch(
+        self, on_step: Callable[[Trainer, float], None] | None = None
+    ) -> dict[str, float]:
+        """One pass over the shuffled training set; returns mean losses (per structure).
+
+        Args:
+            on_step: called with the trainer and the step's loss (of the global batch)
+                after every optimiser step.
+        """
         self.model.train()
         self.train_loader.set_epoch(self.epoch)
         totals: dict[str, float] = {}
@@ -296,33 +389,47 @@ class Trainer:
             leave=False,
             disable=not self.progress,
         )
-        for step, batch in enumerate(bar):
+        for step, item in enumerate(bar):
             loss, parts = train_step(
                 self.model,
-                batch,
+                item.graph,
                 self.loss,
                 self.optimizer,
                 clip_grad_norm=self.config.optim.clip_grad_norm,
                 ema=self.ema,
+                context=self.dist,
+                forward=self.forward,
             )
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training loss is {loss.item()} at epoch {self.epoch + 1}, step {step}; "
                     f"try a smaller optim.lr or float64"
                 )
-            n = batch.num_graphs
+            n = item.num_global  # the losses are those of the global batch
             for name, value in {"loss": loss, **parts}.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) * n
                 counts[name] = counts.get(name, 0) + n
             bar.set_postfix(loss=f"{loss.item():.4g}")
+            if on_step is not None:
+                on_step(self, float(loss))
         return {
             ("train_loss" if k == "loss" else f"train_{k}_loss"): totals[k] / counts[k]
             for k in totals
         }
 
-    def evaluate(self, loader: GraphLoader, *, keep_values: bool = False) -> tuple[float, Metrics]:
-        """Loss (mean per structure) and metrics of the current weights on ``loader``."""
-        return evaluate_loader(self.model, loader, self.loss, keep_values=keep_values)
+    def evaluate(
+        self, loader: ShardedLoader, *, keep_values: bool = False
+    ) -> tuple[float, Metrics]:
+        """Loss (mean per structure) and metrics of the current weights on ``loader``
+        (summed over the ranks when ``loader`` is this rank's shard)."""
+        sharded = loader.world_size > 1
+        return evaluate_loader(
+            self.model,
+            loader,
+            self.loss,
+            keep_values=keep_values,
+            context=self.dist if sharded else None,
+        )
 
     def _validate(self) -> dict[str, float]:
         if self.valid_loader is None:
@@ -335,20 +442,32 @@ class Trainer:
         return {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.compute().items()}}
 
     # ------------------------------------------------------------------ fit
-    def fit(self, on_epoch_end: Callable[[Trainer], None] | None = None) -> TrainResult:
+    def fit(
+        self,
+        on_epoch_end: Callable[[Trainer], None] | None = None,
+        on_step: Callable[[Trainer, float], None] | None = None,
+    ) -> TrainResult:
         """Train until ``epochs`` or early stopping, then export and report.
 
         Args:
             on_epoch_end: called with the trainer after each epoch's checkpoint is written.
+            on_step: called with the trainer and the loss after every optimiser step.
         """
-        save_config(self._effective_config(), self.out / CONFIG)
+        main = self.dist.is_main
+        if main:
+            save_config(self._effective_config(), self.out / CONFIG)
         epochs = self.config.epochs
         patience = self.config.early_stopping_patience
         bar = tqdm(total=epochs, initial=self.epoch, desc="training", disable=not self.progress)
         while self.epoch < epochs and not self.stopped_early:
             start = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
-            row = {"epoch": self.epoch + 1, "lr": lr, **self.train_epoch(), **self._validate()}
+            row = {
+                "epoch": self.epoch + 1,
+                "lr": lr,
+                **self.train_epoch(on_step),
+                **self._validate(),
+            }
             monitored = row.get("val_loss", row["train_loss"])
             if self.scheduler is not None:
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -364,8 +483,10 @@ class Trainer:
                 self.stopped_early = patience is not None and self.bad_epochs >= patience
             row["time_s"] = time.perf_counter() - start
             self.history.append(row)
-            write_csv(self.history, self.out / LOG)
-            save_checkpoint(self._state(), self.out / CHECKPOINT)
+            if main:  # one writer; the others wait so that no rank runs ahead of the files
+                write_csv(self.history, self.out / LOG)
+                save_checkpoint(self._state(), self.out / CHECKPOINT)
+            self.dist.barrier()
             bar.update(1)
             if self.progress:
                 tqdm.write(self._summary(row))
@@ -397,6 +518,12 @@ class Trainer:
         from ..model import save_model
 
         self.model.load_state_dict(self.best_state)
+        metrics: dict = {}
+        test_metrics: dict = {}
+        parity_source = None
+        if not self.dist.is_main:  # rank 0 evaluates the whole sets and writes the files
+            self.dist.barrier()
+            return TrainResult(self.model, self.history, self.best_epoch, output_dir=self.out)
         if self.config.uncertainty:
             from ..uncertainty import fit_uncertainty
 
@@ -406,14 +533,11 @@ class Trainer:
                 self.data.valid,
                 batch_size=self.config.eval_batch_size or self.config.batch_size,
             )
-        metrics: dict = {}
-        test_metrics: dict = {}
-        parity_source = None
-        if self.valid_loader is not None:
-            _, m = self.evaluate(self.valid_loader, keep_values=True)
+        if len(self.data.valid):
+            _, m = self.evaluate(self._loader(self.data.valid, shard=False), keep_values=True)
             metrics, parity_source = m.compute(), m
-        if self.test_loader is not None:
-            _, m = self.evaluate(self.test_loader, keep_values=True)
+        if len(self.data.test):
+            _, m = self.evaluate(self._loader(self.data.test, shard=False), keep_values=True)
             test_metrics, parity_source = m.compute(), m
         metadata = {
             "hybridpot_version": __version__,
@@ -449,6 +573,7 @@ class Trainer:
                     values = parity_source.parity(name)
                     if values is not None:
                         plot_parity(*values, name, self.out / f"parity_{name}.png")
+        self.dist.barrier()
         return TrainResult(
             model=self.model,
             history=self.history,

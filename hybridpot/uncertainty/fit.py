@@ -22,7 +22,7 @@ import torch
 
 from .. import keys
 from ..data.dataset import GraphLoader
-from ..data.graph import AtomicGraph
+from ..data.graph import AtomicGraph, batch_graphs
 from ..data.segments import segment_sum
 from ..train.targets import structure_mask
 from .calibration import calibration_factor, gaussian_nll
@@ -77,11 +77,16 @@ def last_layer_features(model, graph: AtomicGraph) -> dict[str, torch.Tensor]:
     return result
 
 
-def _gram_matrices(model, graphs: list[AtomicGraph], batch_size: int) -> dict[str, torch.Tensor]:
+def _gram_matrices(model, graphs, batch_size: int) -> dict[str, torch.Tensor]:
+    """Gram matrices of the last-layer features over ``graphs`` (a list, or a packed
+    dataset read on demand: batches are built one at a time, never the whole set)."""
     dtype, device = _model_dtype_device(model)
     grams: dict[str, torch.Tensor] = {}
-    loader = GraphLoader([g.to(dtype=dtype) for g in graphs], batch_size, device=device)
-    for batch in loader:
+    for start in range(0, len(graphs), batch_size):
+        part = [
+            graphs[i].to(dtype=dtype) for i in range(start, min(start + batch_size, len(graphs)))
+        ]
+        batch = batch_graphs(part).to(device)
         for name, x in last_layer_features(model, batch).items():
             if name == "descriptor":
                 continue
