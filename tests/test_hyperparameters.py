@@ -74,10 +74,12 @@ def test_constructor_defaults_are_model_config_defaults(constructor):
 
 def test_network_takes_every_network_field_of_model_config():
     """The network's defaults were compared on the fields it shares with ModelConfig;
-    make sure that is every field that is not about the electrostatics."""
+    make sure that is every field that is not about the electrostatics or the model's
+    uncertainty head."""
     network = set(inspect.signature(EquivariantNetwork).parameters)
     electrostatics = {"coulomb", "sigma_q", "coulomb_method", "coulomb_accuracy", "qeq_tolerance"}
-    assert set(_config_defaults()) - electrostatics <= network
+    model_level = {"uncertainty"}
+    assert set(_config_defaults()) - electrostatics - model_level <= network
 
 
 def test_polynomial_degree_minimum_is_checked_by_the_config_first():
