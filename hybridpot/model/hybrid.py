@@ -370,9 +370,9 @@ class HybridModel(torch.nn.Module):
         chi, hardness = out[keys.ELECTRONEGATIVITY], out[keys.HARDNESS]
         shifted = chi
         if graph.electric_field is not None:
-            field = graph.electric_field.to(chi.dtype)
-            field = torch.where(has_dipole(graph.pbc)[:, None], field, torch.zeros_like(field))
-            shifted = chi - (leaf * field.index_select(0, graph.batch)).sum(-1)
+            shifted = chi + response.field_potential(
+                leaf, graph.electric_field, graph.pbc, graph.batch
+            )
         charges = equilibrate_charges(
             shifted,
             hardness,

@@ -81,6 +81,23 @@ def field_energy(dipole: torch.Tensor, field: torch.Tensor, pbc: torch.Tensor) -
     return torch.where(has_dipole(pbc), energy, torch.zeros_like(energy))
 
 
+def field_potential(
+    positions: torch.Tensor, field: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor
+) -> torch.Tensor:
+    """d(field energy)/dq_i = -r_i·E for atoms of non-periodic structures, 0 elsewhere:
+    (N,) eV/e, the potential of the field that :func:`field_energy` adds.
+
+    Args:
+        positions: (N, 3) Å, as given.
+        field: (B, 3) V/Å.
+        pbc: (B, 3) bool.
+        batch: (N,) int64 structure index.
+    """
+    field = field.to(positions.dtype)
+    field = torch.where(has_dipole(pbc)[:, None], field, torch.zeros_like(field))
+    return -(positions * field.index_select(0, batch)).sum(-1)
+
+
 def periodic_field_forces(
     dipole: torch.Tensor,
     field: torch.Tensor,

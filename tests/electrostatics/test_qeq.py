@@ -154,6 +154,23 @@ def _scalar_of_charges(q):
     return (weights * q).sum() + (q**3).sum()
 
 
+def _tight_scalar(graph, es, chi, hardness, positions, cell):
+    """A scalar of the charges solved at the tight tolerance (for gradient checks)."""
+    q = equilibrate_charges(
+        chi,
+        hardness,
+        positions,
+        cell,
+        graph.pbc,
+        graph.batch,
+        graph.batch,
+        graph.total_charge,
+        es,
+        tolerance=TIGHT,
+    )
+    return _scalar_of_charges(q)
+
+
 # Periodic cases: 1-3 min each on a shared 2-core machine (every finite difference of
 # the cell retunes and replans the mesh), hence slow; the molecule runs by default.
 @pytest.mark.parametrize(
@@ -169,19 +186,7 @@ def test_implicit_gradient_matches_finite_differences(name):
     periodic = bool(graph.pbc.any())
 
     def loss(chi, hardness, positions, cell):
-        q = equilibrate_charges(
-            chi,
-            hardness,
-            positions,
-            cell,
-            graph.pbc,
-            graph.batch,
-            graph.batch,
-            graph.total_charge,
-            es,
-            tolerance=TIGHT,
-        )
-        return _scalar_of_charges(q)
+        return _tight_scalar(graph, es, chi, hardness, positions, cell)
 
     inputs = [
         chi.clone().requires_grad_(),
@@ -200,19 +205,7 @@ def test_second_derivatives_match_finite_differences(name):
     chi, hardness = _inputs(graph, 11)
 
     def loss(chi, hardness, positions):
-        q = equilibrate_charges(
-            chi,
-            hardness,
-            positions,
-            graph.cell,
-            graph.pbc,
-            graph.batch,
-            graph.batch,
-            graph.total_charge,
-            es,
-            tolerance=TIGHT,
-        )
-        return _scalar_of_charges(q)
+        return _tight_scalar(graph, es, chi, hardness, positions, graph.cell)
 
     inputs = [
         chi.clone().requires_grad_(),
