@@ -113,7 +113,11 @@ def fragments_from_atoms(
     n = len(atoms)
     if split_key is not None and split_key in atoms.info:
         split = atoms.info[split_key]
-        if isinstance(split, bool) or not float(split).is_integer() or not 0 < int(split) < n:
+        try:
+            integral = not isinstance(split, bool) and float(split).is_integer()
+        except (TypeError, ValueError):
+            integral = False
+        if not integral or not 0 < int(split) < n:
             raise ValueError(
                 f"{where}: split index info[{split_key!r}] must be an integer in 1..{n - 1}, "
                 f"got {split!r}"

@@ -195,3 +195,12 @@ def test_fragment_ids_without_charges_and_the_reverse_are_errors():
     del atoms.arrays["fragment"]
     with pytest.raises(ValueError, match="no fragment ids"):
         fragments_from_atoms(atoms)
+
+
+@pytest.mark.parametrize("split", [0, 8, 2.5, True, "x"])
+def test_a_bad_split_index_is_named(split):
+    atoms = two_ions(8.0)
+    del atoms.arrays["fragment"]
+    atoms.info.update(indexB=split, chargeA=1, chargeB=-1)
+    with pytest.raises(ValueError, match=r"split index info\['indexB'\] must be an integer"):
+        fragments_from_atoms(atoms, split_key="indexB", charges_key=["chargeA", "chargeB"])
