@@ -1,35 +1,80 @@
-"""Real-DFT benchmark: a hybrid model against its short-range twin on public datasets.
+"""Real-DFT benchmark: hybrid variants, their short-range and invariant twins, and MACE.
 
 For each dataset in ``--data-dir`` (default ``../shared/data`` next to the repository; see
-its README for sources, licences and published numbers), the same network is trained
-twice with the same data, loss and budget — once with the Coulomb energy of its learned
-charges (hybrid) and once without (short-range) — and both are evaluated on held-out
-structures:
+its README for sources, licences and published numbers), the same network is trained once
+per *variant* (``--models``) with the same data, loss and stopping rule, and evaluated on
+held-out structures. A variant is a set of model-config overrides on top of
+:data:`NETWORK` (see :data:`VARIANTS`):
+
+* ``short-range``: no Coulomb term (the twin every hybrid must beat);
+* ``hybrid-gaussian``: Gaussian charges of width ``sigma_q`` = 1 Å, full Coulomb;
+* ``hybrid-wide``: Gaussian width tied to the cutoff (``sigma_q`` = cutoff / 2.5);
+* ``hybrid-screened``: the Coulomb energy of pairs inside the network cutoff smoothly
+  removed (model-config key ``coulomb_split: "cutoff"``; needs a hybridpot that has it);
+* ``hybrid``: the library defaults with the Coulomb term on (whatever default won);
+* ``invariant-hybrid``: ``hybrid`` with ``l_max`` 0 and scalar-only hidden irreps
+  ``"Nx0e"``, N chosen (:func:`invariant_twin`) so that its parameter count is the
+  closest to the equivariant ``hybrid`` for the dataset's elements (within ~5%): the
+  data efficiency of equivariance measured at an equal parameter budget;
+* ``mace`` / ``mace-les``: MACE trained by ``benchmarks/_mace_train.py`` in its own virtual
+  environment (``--mace-python``) on the same files with the same stopping rule; without
+  ``--mace-python``, or (``mace-les``) when the installed MACE has no latent-Ewald
+  long-range option, the row says "skipped" with the reason.
+
+Default ``--models``: short-range, hybrid, invariant-hybrid; ``--models all`` runs every
+variant. Row keys are ``dataset/.../variant``.
+
+Datasets:
 
 * ``charged-dimers`` (types 0, 2, 3): train on the 10 short-distance frames of a type,
   test on its 3 long-distance frames (a distance extrapolation). The energy target is
-  the interaction energy ``inter_energy`` = E - E_A - E_B (the total energy with the
-  monomer references removed; per-element reference energies fixed at 0), the forces are
-  the total DFT forces (consistent with it: the monomers are rigid), the total charge is
-  ``chargeA + chargeB``. The 10 training frames also select the exported weights (there
-  is nothing else to validate on).
+  the interaction energy ``inter_energy`` = E - E_A - E_B (per-element reference energies
+  fixed at 0), the forces are the total DFT forces (consistent with it: the monomers are
+  rigid), the total charge is ``chargeA + chargeB``. The 10 training frames also select
+  the exported weights and drive early stopping (there is nothing else to validate on).
 * ``nacl-water`` (799 frames of NaCl(aq), revPBE0-D3): a seeded 90/10 split into a pool
-  and a test set; a fixed validation set is taken from the pool and a learning curve
-  trains both models on nested subsets of 50, 200 and all remaining frames.
-  Per-element reference energies by least squares on each training subset.
-* ``spice-dipeptides``: train on the train file, report on the validation file; the
-  hybrid once with energy + forces only (latent charges) and once with MBIS charges and
-  dipoles as extra targets.
+  and a test set; a fixed validation set of 20 frames is taken from the pool and a
+  learning curve trains every variant on nested subsets of 50, 200 and all remaining
+  frames. Per-element reference energies by least squares on each training subset.
+* ``spice-dipeptides``: train on the train file, validate and report on the validation
+  file; every variant with energy + forces, plus ``hybrid-mbis`` (the ``hybrid`` variant
+  with MBIS charges and dipoles as extra targets).
+
+Training to convergence. No fixed epoch budget: each run trains until the validation
+loss has not improved for ``--patience`` epochs (early stopping), with a plateau
+learning-rate schedule (factor 0.5 after patience/3 stalled epochs; a cosine schedule
+would need a known epoch count), a generous ``--max-epochs`` cap and an optional
+wall-time budget ``--max-time`` seconds per run (training-config key ``max_time``; only
+passed when given). Per-dataset defaults (:data:`STOPPING`), chosen so that "no
+improvement for P epochs" means roughly the same number of optimiser steps:
+
+* charged dimers: patience 60 epochs, at most 5000 (10 frames, batch 2: 5 steps/epoch);
+* NaCl(aq): patience 20 epochs of the full pool (~160 steps/epoch, batch 4); a subset of
+  n frames gets P * ceil(n_full / n) epochs (the same number of steps), at most 500
+  full-pool epochs' worth of steps;
+* SPICE: patience 20 epochs (495 frames, batch 4), at most 1000.
+
+``--patience`` / ``--max-epochs`` replace the per-dataset values (NaCl subsets still
+scaled). Every run records ``epochs_run``, ``best_epoch`` and ``stop_reason``: "patience"
+(reported as converged), "max_time" or "max_epochs" (not converged), and its per-epoch
+validation history (learning curve). PNGs next to the JSON: per comparison, validation
+energy and force RMSE against epoch, one line per variant (``<stem>_curves_<run>.png``);
+and the NaCl(aq) test error against training-set size, log-log, one line per variant
+(``<stem>_nacl_learning_curve.png``).
 
 Every run's training time, parameter count and test errors (energy per atom and force
 RMSE/MAE, energy per structure, charges and dipole where labelled) go into a Markdown
 table and JSON (``--output``, written atomically after every run). A dataset whose folder
 is absent is skipped with a message. ``--resume`` keeps runs already in the JSON whose
 settings are unchanged, so an interrupted benchmark continues where it stopped.
+``--device auto`` (default) trains on CUDA when torch sees a GPU, else on the CPU.
 
     python benchmarks/real_data.py [--quick] [--datasets charged-dimers nacl-water
-        spice-dipeptides] [--data-dir ../shared/data] [--threads 2] [--resume]
-        [--workdir /tmp/hybridpot-real-data] [--output benchmarks/results/real_data.json]
+        spice-dipeptides] [--models short-range hybrid invariant-hybrid | all]
+        [--patience P] [--max-epochs N] [--max-time SECONDS] [--device auto|cpu|cuda]
+        [--mace-python /work/mace-venv/bin/python] [--data-dir ../shared/data]
+        [--threads 2] [--resume] [--workdir /tmp/hybridpot-real-data]
+        [--output benchmarks/results/real_data.json]
 
 ``--quick`` is a smoke run (tiny subsets, 1-3 epochs, a small network: seconds to a
 minute per dataset); its numbers mean nothing.
@@ -42,6 +87,7 @@ import json
 import math
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,9 +97,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data"
-MODELS = {"hybrid": True, "short-range": False}
 
-#: The network both models of a comparison share (MACE-like small size, 5 Å cutoff).
+#: The network every variant shares (MACE-like small size, 5 Å cutoff).
 NETWORK = {
     "cutoff": 5.0,
     "num_layers": 2,
@@ -65,12 +110,28 @@ NETWORK = {
 }
 QUICK_NETWORK = {**NETWORK, "hidden_irreps": "8x0e + 4x1o", "radial_mlp": [16]}
 
-#: Training settings shared by every run (epochs and batch size set per dataset).
+#: Named variants: model-config overrides on top of the network (passed straight into the
+#: model config). ``invariant-hybrid`` gets its hidden irreps from :func:`invariant_twin`.
+VARIANTS = {
+    "short-range": {"coulomb": False},
+    "hybrid-gaussian": {"coulomb": True, "sigma_q": 1.0, "coulomb_split": "none"},
+    "hybrid-wide": {"coulomb": True, "sigma_q": NETWORK["cutoff"] / 2.5, "coulomb_split": "none"},
+    "hybrid-screened": {"coulomb": True, "coulomb_split": "cutoff"},
+    "hybrid": {"coulomb": True},
+    "invariant-hybrid": {"coulomb": True, "l_max": 0},
+}
+#: MACE variants (trained by benchmarks/_mace_train.py in its own environment).
+MACE_VARIANTS = ("mace", "mace-les")
+ALL_VARIANTS = (*VARIANTS, *MACE_VARIANTS)
+DEFAULT_MODELS = ("short-range", "hybrid", "invariant-hybrid")
+
+#: Training settings shared by every run (stopping rule and batch size set per dataset).
 TRAINING = {
     "dtype": "float32",
     "seed": 0,
     "optim": {"lr": 5e-3, "ema_decay": 0.99},
-    "schedule": {"kind": "cosine", "min_lr": 5e-5},
+    # Plateau schedule: a cosine one needs the epoch count, unknown with early stopping.
+    "schedule": {"kind": "plateau", "factor": 0.5, "min_lr": 1e-5},
     # Energy per atom weighted 100 against forces 10: with weight 1 the interaction
     # energies of the dimers (a few meV per atom) were not fitted at all (type 0 hybrid:
     # 160 vs 0.9 meV per structure on the test frames) and the energy of SPICE stalled.
@@ -79,8 +140,17 @@ TRAINING = {
     "quiet": True,
 }
 
-#: Budgets (epochs) sized for a few hours on 2 CPU cores.
-DIMER_EPOCHS, WATER_EPOCHS, SPICE_EPOCHS = 300, 5, 20
+#: Per-dataset stopping rule: early-stopping patience and epoch cap (see the docstring).
+STOPPING = {
+    "charged-dimers": {"patience": 60, "max_epochs": 5000},
+    "nacl-water": {"patience": 20, "max_epochs": 500},
+    "spice-dipeptides": {"patience": 20, "max_epochs": 1000},
+}
+QUICK_STOPPING = {
+    "charged-dimers": {"patience": 2, "max_epochs": 3},
+    "nacl-water": {"patience": 1, "max_epochs": 1},
+    "spice-dipeptides": {"patience": 1, "max_epochs": 1},
+}
 
 #: Published numbers quoted in ../shared/data/README.md (for the comparison table).
 PUBLISHED = {
@@ -89,6 +159,9 @@ PUBLISHED = {
     "spice-dipeptides": "CACE: short-range 3.0-3.3 meV/atom, 80-109 meV/Å; "
     "latent Ewald charges 2.4 meV/atom, 75-94 meV/Å",
 }
+
+#: Per-epoch history columns kept in the JSON (the learning curves).
+HISTORY_KEYS = ("epoch", "lr", "train_loss", "val_loss", "val_energy_rmse", "val_forces_rmse")
 
 
 def read(path: Path) -> list:
@@ -105,6 +178,61 @@ def write(images: list, path: Path) -> Path:
     return path
 
 
+def parameter_count(model: dict, elements: list[str]) -> int:
+    """Trainable parameters of the hybridpot model built from ``model`` for ``elements``."""
+    from hybridpot.model import build_model
+
+    built = build_model({**model, "elements": list(elements)})
+    return sum(p.numel() for p in built.parameters() if p.requires_grad)
+
+
+def invariant_twin(model: dict, elements: list[str]) -> tuple[dict, int, int]:
+    """The scalar-only twin of ``model``: ``l_max`` 0 and hidden irreps ``"Nx0e"``.
+
+    N is the multiplicity whose parameter count is the closest to ``model``'s for
+    ``elements`` (the count grows monotonically with N, so a bisection finds it); every
+    other setting (radial MLP, layers, cutoff, Coulomb) is unchanged.
+
+    Returns:
+        ``(twin config, twin parameters, reference parameters)``.
+    """
+    target = parameter_count(model, elements)
+
+    def count(n: int) -> int:
+        return parameter_count({**model, "l_max": 0, "hidden_irreps": f"{n}x0e"}, elements)
+
+    lo, hi = 1, 2
+    while count(hi) < target:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:  # count(lo) < target <= count(hi) (or lo = 1)
+        mid = (lo + hi) // 2
+        if count(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    best = min((lo, hi), key=lambda n: abs(count(n) - target))
+    twin = {**model, "l_max": 0, "hidden_irreps": f"{best}x0e"}
+    return twin, count(best), target
+
+
+def stop_reason(stopped_early: bool, epochs_run: int, max_epochs: int, max_time) -> str:
+    """Why a run stopped: "patience" (converged), "max_epochs" or "max_time".
+
+    The trainer stops for exactly these three reasons; a run that stopped before
+    ``max_epochs`` without early stopping and without a time budget is an error.
+    """
+    if stopped_early:
+        return "patience"
+    if epochs_run >= max_epochs:
+        return "max_epochs"
+    if max_time is not None:
+        return "max_time"
+    raise RuntimeError(
+        f"run stopped after {epochs_run} of {max_epochs} epochs without early stopping "
+        "and without a time budget: unexplained stop"
+    )
+
+
 def fit_and_test(
     key: str,
     model: dict,
@@ -115,10 +243,11 @@ def fit_and_test(
 ) -> dict:
     """Train one model (``files``: train, valid, test paths) and evaluate it on the test file.
 
-    Returns the JSON row: settings, training time (s), parameters, best epoch and test
-    metrics in reporting units (meV/atom, meV/Å, me, me·Å), plus the energy RMSE/MAE per
-    structure (meV).
+    Returns the JSON row: training time (s), parameters, epochs run, best epoch, stop
+    reason, the per-epoch validation history and test metrics in reporting units
+    (meV/atom, meV/Å, me, me·Å), plus the energy RMSE/MAE per structure (meV).
     """
+    from hybridpot.model.io import read_model_file
     from hybridpot.train import (
         DataConfig,
         config_from_dict,
@@ -139,6 +268,8 @@ def fit_and_test(
     start = time.perf_counter()
     result = train(config, overwrite=True)
     seconds = time.perf_counter() - start
+    provenance = json.loads(read_model_file(output / "model.pt").get("metadata", "{}"))
+    provenance = provenance["training"]
     test_images = read(files["test"])
     metrics, counts, predictions = evaluate_structures(
         result.model, test_images, DataConfig(**data_keys), batch_size=training["batch_size"]
@@ -151,22 +282,83 @@ def fit_and_test(
     errors = 1000.0 * np.array(errors)
     metrics["energy_per_structure_rmse"] = float(np.sqrt(np.mean(errors**2)))
     metrics["energy_per_structure_mae"] = float(np.mean(np.abs(errors)))
+    reason = stop_reason(
+        bool(provenance["stopped_early"]),
+        int(provenance["epochs_run"]),
+        training["epochs"],
+        training.get("max_time"),
+    )
     return {
         "train_seconds": seconds,
-        "epochs": training["epochs"],
+        "epochs_run": int(provenance["epochs_run"]),
         "best_epoch": result.best_epoch,
-        "parameters": sum(p.numel() for p in result.model.parameters()),
+        "stop_reason": reason,
+        "converged": reason == "patience",
+        "parameters": sum(p.numel() for p in result.model.parameters() if p.requires_grad),
         "n_train": len(read(files["train"])),
         "n_test": len(test_images),
         "counts": counts,
         "test": metrics,
+        "history": [{k: row[k] for k in HISTORY_KEYS if k in row} for row in result.history],
     }
 
 
+def mace_fit_and_test(
+    key: str,
+    variant: str,
+    training: dict,
+    files: dict,
+    data_keys: dict,
+    atomic_energies: dict | None,
+    workdir: Path,
+    mace_python: str,
+    threads: int,
+) -> dict:
+    """Train MACE in its own environment (benchmarks/_mace_train.py) and return its row.
+
+    Raises:
+        RuntimeError: with the worker's error output when it fails.
+    """
+    command = [
+        mace_python,
+        str(HERE / "_mace_train.py"),
+        "--train", str(files["train"]),
+        "--valid", str(files["valid"]),
+        "--test", str(files["test"]),
+        "--workdir", str(workdir / "runs" / key.replace("/", "__")),
+        "--forces-key", data_keys.get("forces_key", "forces"),
+        "--batch-size", str(training["batch_size"]),
+        "--max-epochs", str(training["epochs"]),
+        "--patience", str(training["early_stopping_patience"]),
+        "--lr", str(training["optim"]["lr"]),
+        "--energy-weight", str(training["loss"]["energy"]),
+        "--forces-weight", str(training["loss"]["forces"]),
+        "--seed", str(training["seed"]),
+        "--device", training["device"],
+        "--threads", str(threads),
+        "--cutoff", str(NETWORK["cutoff"]),
+    ]  # fmt: skip
+    if data_keys.get("total_charge_key"):
+        command += ["--charge-key", data_keys["total_charge_key"]]
+    if atomic_energies is not None:
+        command += ["--atomic-energies", json.dumps(atomic_energies)]
+    if training.get("max_time") is not None:
+        command += ["--max-time", str(training["max_time"])]
+    if variant == "mace-les":
+        command.append("--les")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{key}: MACE worker failed:\n{done.stderr[-3000:]}")
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    row["converged"] = row["stop_reason"] == "patience"
+    return row
+
+
 # --------------------------------------------------------------------------- datasets
+# Each generator yields (key, variant, model overrides, training, files, data keys).
 
 
-def dimer_runs(folder: Path, workdir: Path, quick: bool):
+def dimer_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
     """Charged dimers: per type, training frames -> long-distance test frames."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -193,13 +385,13 @@ def dimer_runs(folder: Path, workdir: Path, quick: bool):
             prepared[split] = write(out, workdir / "charged-dimers" / f"{split}-id{k}.xyz")
         elements = sorted({s for a in read(prepared["train"]) for s in a.get_chemical_symbols()})
         files = {"train": prepared["train"], "valid": prepared["train"], "test": prepared["test"]}
-        training = {"epochs": 3 if quick else DIMER_EPOCHS, "batch_size": 2}
+        training = {"batch_size": 2}
         model = {"atomic_energies": dict.fromkeys(elements, 0.0)}
-        for name in MODELS:
+        for name in models:
             yield f"charged-dimers/type-{k}/{name}", name, model, training, files, {}
 
 
-def water_runs(folder: Path, workdir: Path, quick: bool):
+def water_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
     """NaCl(aq): seeded 90/10 split, fixed validation set, nested learning-curve subsets."""
     images = [a for f in sorted(folder.glob("*.extxyz")) for a in read(f)]
     rng = np.random.default_rng(0)
@@ -218,12 +410,11 @@ def water_runs(folder: Path, workdir: Path, quick: bool):
     }
     for size in sizes:
         train_file = write([images[i] for i in train_pool[:size]], base / f"train-{size}.xyz")
-        # The same number of optimiser steps for every subset size (5 passes over the
-        # full set): the small sets are not starved of updates.
-        steps = WATER_EPOCHS * math.ceil(len(train_pool) / 4)
-        epochs = 1 if quick else max(WATER_EPOCHS, math.ceil(steps / math.ceil(size / 4)))
-        training = {"epochs": epochs, "batch_size": 4}
-        for name in MODELS:
+        # Patience and epoch cap count epochs of the full pool: a subset gets as many more
+        # epochs as it has fewer batches (the same number of optimiser steps).
+        scale = 1 if quick else math.ceil(math.ceil(len(train_pool) / 4) / math.ceil(size / 4))
+        training = {"batch_size": 4, "epoch_scale": scale}
+        for name in models:
             yield (
                 f"nacl-water/train-{size}/{name}",
                 name,
@@ -234,8 +425,8 @@ def water_runs(folder: Path, workdir: Path, quick: bool):
             )
 
 
-def spice_runs(folder: Path, workdir: Path, quick: bool):
-    """SPICE dipeptides: train file -> validation file; latent charges or MBIS targets."""
+def spice_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
+    """SPICE dipeptides: train file -> validation file; plus the hybrid with MBIS targets."""
     train_file = folder / "spice-dipep-dipolar_train.xyz"
     test_file = folder / "spice-dipep-dipolar_val.xyz"
     if quick:
@@ -243,11 +434,12 @@ def spice_runs(folder: Path, workdir: Path, quick: bool):
         test_file = write(read(test_file)[:6], workdir / "spice" / "val.xyz")
     files = {"train": train_file, "valid": test_file, "test": test_file}
     keys = {"forces_key": "force", "charges_key": "mbi_charges", "dipole_key": "dipole"}
-    training = {"epochs": 1 if quick else SPICE_EPOCHS, "batch_size": 4}
-    yield "spice-dipeptides/short-range", "short-range", {}, training, files, keys
-    yield "spice-dipeptides/hybrid-latent", "hybrid", {}, training, files, keys
-    with_charges = {**training, "loss": {**TRAINING["loss"], "charges": 1.0, "dipole": 1.0}}
-    yield "spice-dipeptides/hybrid-mbis", "hybrid", {}, with_charges, files, keys
+    training = {"batch_size": 4}
+    for name in models:
+        yield f"spice-dipeptides/{name}", name, {}, training, files, keys
+    if "hybrid" in models:
+        with_charges = {**training, "loss": {**TRAINING["loss"], "charges": 1.0, "dipole": 1.0}}
+        yield "spice-dipeptides/hybrid-mbis", "hybrid", {}, with_charges, files, keys
 
 
 DATASETS = {
@@ -264,16 +456,26 @@ def _fmt(value, digits=1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _stopped(row: dict) -> str:
+    reason = row.get("stop_reason")
+    if reason is None:
+        return "–"
+    text = "converged" if reason == "patience" else f"not converged ({reason.replace('_', ' ')})"
+    return f"{text}, best {row['best_epoch']}/{row['epochs_run']}"
+
+
 def markdown(rows: dict) -> str:
-    """One table over all runs: test errors, charges/dipoles, time, parameters."""
+    """One table over all runs: test errors, charges/dipoles, stopping, time, parameters."""
     lines = [
         "| run | model | train | E RMSE meV/atom | E RMSE meV/struct | F RMSE meV/Å "
-        "| F MAE meV/Å | q MAE me | dipole RMSE me·Å | train s | params |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| F MAE meV/Å | q MAE me | dipole RMSE me·Å | stopped (best/epochs) | train s "
+        "| params |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for key, row in rows.items():
         if "skipped" in row:
-            lines.append(f"| {key} | skipped: {row['skipped']} |||||||||||")
+            run, model = key.rsplit("/", 1) if "/" in key else (key, "–")
+            lines.append(f"| {run} | {model} | skipped: {row['skipped']} ||||||||||")
             continue
         t = row["test"]
         run, model = key.rsplit("/", 1)
@@ -281,37 +483,177 @@ def markdown(rows: dict) -> str:
             f"| {run} | {model} | {row['n_train']} | {_fmt(t.get('energy_rmse'), 2)} "
             f"| {_fmt(t.get('energy_per_structure_rmse'), 1)} | {_fmt(t.get('forces_rmse'))} "
             f"| {_fmt(t.get('forces_mae'))} | {_fmt(t.get('charges_mae'), 0)} "
-            f"| {_fmt(t.get('dipole_rmse'), 0)} | {row['train_seconds']:.0f} "
+            f"| {_fmt(t.get('dipole_rmse'), 0)} | {_stopped(row)} | {row['train_seconds']:.0f} "
             f"| {row['parameters']} |"
         )
     return "\n".join(lines)
 
 
+def _safe(text: str) -> str:
+    return text.replace("/", "__")
+
+
+def plot_curves(rows: dict, output: Path) -> list[Path]:
+    """Per comparison (a key minus its variant): validation energy and force RMSE
+    against epoch, one line per variant, to ``<stem>_curves_<run>.png`` next to
+    ``output``. Returns the written paths."""
+    from matplotlib.figure import Figure
+
+    groups: dict[str, dict[str, list]] = {}
+    for key, row in rows.items():
+        if "/" not in key or not row.get("history"):
+            continue
+        run, variant = key.rsplit("/", 1)
+        groups.setdefault(run, {})[variant] = row["history"]
+    written = []
+    for run, curves in groups.items():
+        fig = Figure(figsize=(10, 3.8), layout="constrained")
+        axes = fig.subplots(1, 2)
+        for variant, history in curves.items():
+            for ax, name in zip(axes, ("energy", "forces"), strict=True):
+                points = [
+                    (h["epoch"], h[f"val_{name}_rmse"]) for h in history if f"val_{name}_rmse" in h
+                ]
+                if points:
+                    ax.plot(*zip(*points, strict=True), label=variant)
+        for ax, label in zip(axes, ("energy RMSE (meV/atom)", "force RMSE (meV/Å)"), strict=True):
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(f"validation {label}")
+            ax.set_yscale("log")
+            ax.legend()
+        fig.suptitle(run)
+        path = output.with_name(f"{output.stem}_curves_{_safe(run)}.png")
+        _save_figure(fig, path)
+        written.append(path)
+    return written
+
+
+def plot_nacl_learning_curve(rows: dict, output: Path) -> Path | None:
+    """NaCl(aq) test energy and force RMSE against training-set size, log-log, one line
+    per variant, to ``<stem>_nacl_learning_curve.png`` (None without NaCl rows)."""
+    from matplotlib.figure import Figure
+
+    lines: dict[str, list] = {}
+    for key, row in rows.items():
+        parts = key.split("/")
+        if parts[0] != "nacl-water" or len(parts) != 3 or "test" not in row:
+            continue
+        lines.setdefault(parts[2], []).append(
+            (row["n_train"], row["test"]["energy_rmse"], row["test"]["forces_rmse"])
+        )
+    if not lines:
+        return None
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for variant, points in lines.items():
+        points.sort()
+        n, energy, forces = zip(*points, strict=True)
+        axes[0].plot(n, energy, "o-", label=variant)
+        axes[1].plot(n, forces, "o-", label=variant)
+    for ax, label in zip(axes, ("energy RMSE (meV/atom)", "force RMSE (meV/Å)"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training structures")
+        ax.set_ylabel(f"test {label}")
+        ax.legend()
+    fig.suptitle("NaCl(aq) learning curve")
+    path = output.with_name(f"{output.stem}_nacl_learning_curve.png")
+    _save_figure(fig, path)
+    return path
+
+
+def _save_figure(fig, path: Path) -> None:
+    import io
+
+    from hybridpot.fileio import atomic_write
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; anything else unchanged."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def mace_probe(mace_python: str) -> dict:
+    """What the MACE of ``mace_python`` offers (``_mace_train.py --probe``): its version
+    ``mace_version``, ``les`` (the latent-Ewald model MACELES is usable), ``les_model``
+    (mace-torch has it) and ``les_library`` (the ``les`` package it imports is installed).
+
+    Raises:
+        RuntimeError: when that python cannot run MACE.
+    """
+    done = subprocess.run(
+        [mace_python, str(HERE / "_mace_train.py"), "--probe"], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"--mace-python {mace_python} cannot run MACE:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def les_skip_reason(probe: dict) -> str:
+    """Why ``mace-les`` cannot run with the MACE described by ``probe``."""
+    version = probe["mace_version"]
+    if not probe["les_model"]:
+        return f"mace-torch {version} has no latent-Ewald (LES) long-range model"
+    return (
+        f"mace-torch {version} has the latent-Ewald model MACELES, but the separate 'les' "
+        "library it imports is not installed"
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=[*ALL_VARIANTS, "all"],
+        default=list(DEFAULT_MODELS),
+        help="variants to train (default: %(default)s; 'all': every variant)",
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny data and budget")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--workdir", type=Path, default=None, help="prepared data and runs")
     parser.add_argument("--resume", action="store_true", help="keep finished runs in --output")
-    parser.add_argument(
-        "--epoch-scale", type=float, default=1.0, help="multiply every run's epochs (budget)"
-    )
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping epochs")
+    parser.add_argument("--max-epochs", type=int, default=None, help="epoch cap per run")
+    parser.add_argument("--max-time", type=float, default=None, help="wall seconds per run")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    parser.add_argument("--mace-python", default=None, help="python of a venv with mace-torch")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "real_data.json")
     args = parser.parse_args(argv)
-    if not args.epoch_scale > 0:
-        parser.error(f"--epoch-scale must be > 0, got {args.epoch_scale}")
+    for name in ("patience", "max_epochs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.max_time is not None and not args.max_time > 0:
+        parser.error(f"--max-time must be > 0 seconds, got {args.max_time}")
+    models = list(ALL_VARIANTS) if "all" in args.models else list(dict.fromkeys(args.models))
 
     import torch
 
     from hybridpot.fileio import atomic_write_text
 
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     workdir = args.workdir or Path(tempfile.gettempdir()) / "hybridpot-real-data"
     if args.quick and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     network = QUICK_NETWORK if args.quick else NETWORK
+    mace = {"python": args.mace_python}
+    if args.mace_python and any(m in MACE_VARIANTS for m in models):
+        mace.update(mace_probe(args.mace_python))
     old = {}
     if args.resume and args.output.exists():
         old = json.loads(args.output.read_text()).get("runs", {})
@@ -320,11 +662,16 @@ def main(argv=None) -> int:
         + " ".join(sys.argv[1:] if argv is None else argv),
         "quick": args.quick,
         "threads": args.threads,
+        "device": device,
         "torch": torch.__version__,
         "machine": platform.machine(),
         "processor": platform.processor(),
         "network": network,
+        "variants": VARIANTS,
         "training": TRAINING,
+        "stopping": QUICK_STOPPING if args.quick else STOPPING,
+        "max_time": args.max_time,
+        "mace": mace,
         "published": PUBLISHED,
     }
     rows: dict = {}
@@ -335,6 +682,7 @@ def main(argv=None) -> int:
         atomic_write_text(args.output, json.dumps(report, indent=1) + "\n")
         atomic_write_text(args.output.with_suffix(".md"), markdown(rows) + "\n")
 
+    twins: dict = {}
     for dataset in args.datasets:
         folder = args.data_dir / dataset
         if not folder.is_dir():
@@ -342,32 +690,94 @@ def main(argv=None) -> int:
             rows[dataset] = {"skipped": f"{folder} absent"}
             save()
             continue
-        for key, name, model, training, files, data_keys in DATASETS[dataset](
-            folder, workdir, args.quick
+        stopping = (QUICK_STOPPING if args.quick else STOPPING)[dataset]
+        patience = args.patience or stopping["patience"]
+        max_epochs = args.max_epochs or stopping["max_epochs"]
+        for key, name, overrides, training, files, data_keys in DATASETS[dataset](
+            folder, workdir, args.quick, models
         ):
-            model = {**network, **model, "coulomb": MODELS[name]}
-            training = {**TRAINING, **training}
-            training["epochs"] = max(1, round(training["epochs"] * args.epoch_scale))
-            settings = {"model": model, "training": training, "data_keys": data_keys}
-            settings = json.loads(json.dumps(settings))
-            if key in old and old[key].get("settings") == settings:
-                rows[key] = old[key]
-                print(f"{key}: kept from {args.output}", flush=True)
-                continue
-            print(f"{key}: training ({training['epochs']} epochs) ...", flush=True)
-            row = fit_and_test(key, model, training, files, data_keys, workdir)
+            training = dict(training)
+            scale = training.pop("epoch_scale", 1)
+            training = {
+                **TRAINING,
+                **training,
+                "device": device,
+                "epochs": max_epochs * scale,
+                "early_stopping_patience": patience * scale,
+                "schedule": {**TRAINING["schedule"], "patience": max(1, patience * scale // 3)},
+            }
+            if args.max_time is not None:
+                training["max_time"] = args.max_time
+            if name in MACE_VARIANTS:
+                settings = {"variant": name, "training": training, "data_keys": data_keys}
+                settings = json.loads(json.dumps({**settings, "model": overrides}))
+                if key in old and old[key].get("settings") == settings:
+                    rows[key] = old[key]
+                    print(f"{key}: kept from {args.output}", flush=True)
+                    continue
+                if not args.mace_python:
+                    rows[key] = {"skipped": "no --mace-python (a venv with mace-torch) given"}
+                    print(f"{key}: skipped, no --mace-python", flush=True)
+                    save()
+                    continue
+                if name == "mace-les" and not mace["les"]:
+                    rows[key] = {"skipped": les_skip_reason(mace)}
+                    print(f"{key}: skipped, {rows[key]['skipped']}", flush=True)
+                    save()
+                    continue
+                print(f"{key}: training MACE (<= {training['epochs']} epochs) ...", flush=True)
+                row = mace_fit_and_test(
+                    key,
+                    name,
+                    training,
+                    files,
+                    data_keys,
+                    overrides.get("atomic_energies"),
+                    workdir,
+                    args.mace_python,
+                    args.threads,
+                )
+            else:
+                model = {**network, **overrides, **VARIANTS[name]}
+                if name == "invariant-hybrid":
+                    elements = sorted(
+                        {s for a in read(files["train"]) for s in a.get_chemical_symbols()}
+                    )
+                    reference = {**network, **overrides, **VARIANTS["hybrid"]}
+                    cache = json.dumps([reference, elements])
+                    if cache not in twins:
+                        twins[cache] = invariant_twin(reference, elements)
+                    model, twin_params, ref_params = twins[cache]
+                    print(
+                        f"{key}: invariant twin {model['hidden_irreps']}: {twin_params} "
+                        f"parameters against {ref_params} for the equivariant hybrid",
+                        flush=True,
+                    )
+                settings = {"model": model, "training": training, "data_keys": data_keys}
+                settings = json.loads(json.dumps(settings))
+                if key in old and old[key].get("settings") == settings:
+                    rows[key] = old[key]
+                    print(f"{key}: kept from {args.output}", flush=True)
+                    continue
+                print(f"{key}: training (<= {training['epochs']} epochs) ...", flush=True)
+                row = fit_and_test(key, model, training, files, data_keys, workdir)
             rows[key] = {"settings": settings, **row}
             t = row["test"]
             print(
-                f"{key}: {row['train_seconds']:.0f} s, energy {t.get('energy_rmse', 0):.2f} "
-                f"meV/atom, forces {t.get('forces_rmse', 0):.1f} meV/Å RMSE",
+                f"{key}: {row['train_seconds']:.0f} s, {_stopped(row)}, energy "
+                f"{t.get('energy_rmse', 0):.2f} meV/atom, forces {t.get('forces_rmse', 0):.1f} "
+                "meV/Å RMSE",
                 flush=True,
             )
             save()
     save()
+    plots = plot_curves(rows, args.output)
+    curve = plot_nacl_learning_curve(rows, args.output)
     print()
     print(markdown(rows))
     print(f"\nwritten to {args.output} and {args.output.with_suffix('.md')}")
+    for path in [*plots, *([curve] if curve else [])]:
+        print(f"plot: {path}")
     return 0
 
 
