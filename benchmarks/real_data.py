@@ -190,29 +190,36 @@ def invariant_twin(model: dict, elements: list[str]) -> tuple[dict, int, int]:
     """The scalar-only twin of ``model``: ``l_max`` 0 and hidden irreps ``"Nx0e"``.
 
     N is the multiplicity whose parameter count is the closest to ``model``'s for
-    ``elements`` (the count grows monotonically with N, so a bisection finds it); every
-    other setting (radial MLP, layers, cutoff, Coulomb) is unchanged.
+    ``elements``. The count of ``"Nx0e"`` is a quadratic in N (weights couple at most two
+    channel multiplicities), so three counts give a first guess; a local search over
+    neighbouring N (the count grows with N) then makes the choice exact. Every other
+    setting (radial MLP, layers, cutoff, Coulomb) is unchanged.
 
     Returns:
         ``(twin config, twin parameters, reference parameters)``.
     """
     target = parameter_count(model, elements)
+    counts: dict[int, int] = {}
 
     def count(n: int) -> int:
-        return parameter_count({**model, "l_max": 0, "hidden_irreps": f"{n}x0e"}, elements)
+        if n not in counts:
+            twin = {**model, "l_max": 0, "hidden_irreps": f"{n}x0e"}
+            counts[n] = parameter_count(twin, elements)
+        return counts[n]
 
-    lo, hi = 1, 2
-    while count(hi) < target:
-        lo, hi = hi, 2 * hi
-    while hi - lo > 1:  # count(lo) < target <= count(hi) (or lo = 1)
-        mid = (lo + hi) // 2
-        if count(mid) < target:
-            lo = mid
-        else:
-            hi = mid
-    best = min((lo, hi), key=lambda n: abs(count(n) - target))
-    twin = {**model, "l_max": 0, "hidden_irreps": f"{best}x0e"}
-    return twin, count(best), target
+    a, b, c = np.polyfit([8, 16, 32], [count(8), count(16), count(32)], 2)
+    roots = [r.real for r in np.roots([a, b, c - target]) if abs(r.imag) < 1e-9 and r.real > 0]
+    n = max(1, round(max(roots))) if roots else 1
+
+    def miss(k: int) -> int:
+        return abs(count(k) - target)
+
+    while miss(n + 1) < miss(n):
+        n += 1
+    while n > 1 and miss(n - 1) < miss(n):
+        n -= 1
+    twin = {**model, "l_max": 0, "hidden_irreps": f"{n}x0e"}
+    return twin, count(n), target
 
 
 def stop_reason(stopped_early: bool, epochs_run: int, max_epochs: int, max_time) -> str:

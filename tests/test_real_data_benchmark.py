@@ -1,7 +1,10 @@
-"""benchmarks/real_data.py: skips absent datasets cleanly; its quick mode runs end to end."""
+"""benchmarks/real_data.py: skips absent datasets cleanly; its quick mode runs end to end;
+the invariant twin matches the parameter budget; stop reasons; MACE rows."""
 
+import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +14,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "real_data.py"
 DATA = ROOT.parent / "shared" / "data"
+#: python of a virtual environment with mace-torch (see benchmarks/_mace_train.py).
+MACE_PYTHON = os.environ.get("HYBRIDPOT_MACE_PYTHON")
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("real_data", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run(tmp_path, *args):
@@ -34,19 +46,61 @@ def test_absent_data_folder_is_skipped_with_a_message(tmp_path):
     assert "skipped" in table
 
 
+@pytest.mark.parametrize(
+    "network, elements",
+    [
+        ("NETWORK", ["H", "O", "Na", "Cl"]),
+        ("NETWORK", ["C", "H", "N", "O"]),
+        ("QUICK_NETWORK", ["H", "O", "Na", "Cl"]),
+    ],
+)
+def test_invariant_twin_is_scalar_only_with_the_parameter_budget_of_the_hybrid(network, elements):
+    real_data = _module()
+    hybrid = {**getattr(real_data, network), **real_data.VARIANTS["hybrid"]}
+    twin, twin_params, hybrid_params = real_data.invariant_twin(hybrid, elements)
+    assert twin["l_max"] == 0 and twin["hidden_irreps"].endswith("x0e")
+    assert "+" not in twin["hidden_irreps"]
+    assert twin["radial_mlp"] == hybrid["radial_mlp"] and twin["coulomb"] is True
+    assert hybrid_params == real_data.parameter_count(hybrid, elements)
+    assert twin_params == real_data.parameter_count(twin, elements)
+    assert abs(twin_params - hybrid_params) <= 0.05 * hybrid_params, (twin, twin_params)
+    # N is the best multiplicity: one more or one less is no closer.
+    n = int(twin["hidden_irreps"].split("x")[0])
+    for other in (n - 1, n + 1):
+        count = real_data.parameter_count({**twin, "hidden_irreps": f"{other}x0e"}, elements)
+        assert abs(count - hybrid_params) >= abs(twin_params - hybrid_params)
+
+
+def test_stop_reason_names_patience_epochs_or_time_and_refuses_an_unexplained_stop():
+    stop_reason = _module().stop_reason
+    assert stop_reason(True, 40, 100, None) == "patience"
+    assert stop_reason(True, 100, 100, 60.0) == "patience"
+    assert stop_reason(False, 100, 100, None) == "max_epochs"
+    assert stop_reason(False, 37, 100, 60.0) == "max_time"
+    with pytest.raises(RuntimeError, match="unexplained"):
+        stop_reason(False, 37, 100, None)
+
+
+def test_bad_stopping_flags_are_refused_with_their_name(tmp_path):
+    for flag, value in (("--patience", "0"), ("--max-epochs", "0"), ("--max-time", "-5")):
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), flag, value, "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode != 0 and flag in done.stderr, (flag, done.stderr[-500:])
+
+
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real DFT datasets) is absent")
-def test_quick_mode_trains_and_evaluates_both_models_on_every_dataset(tmp_path):
+def test_quick_mode_trains_and_evaluates_every_default_variant_on_every_dataset(tmp_path):
     _, report, table = run(tmp_path, "--quick", "--data-dir", str(DATA))
     runs = report["runs"]
     expected = {
-        "charged-dimers/type-0/hybrid",
-        "charged-dimers/type-0/short-range",
-        "nacl-water/train-8/hybrid",
-        "nacl-water/train-8/short-range",
-        "spice-dipeptides/short-range",
-        "spice-dipeptides/hybrid-latent",
-        "spice-dipeptides/hybrid-mbis",
-    }
+        f"{run}/{variant}"
+        for run in ("charged-dimers/type-0", "nacl-water/train-8", "spice-dipeptides")
+        for variant in ("short-range", "hybrid", "invariant-hybrid")
+    } | {"spice-dipeptides/hybrid-mbis"}
     assert set(runs) == expected
     for key, row in runs.items():
         test = row["test"]
@@ -54,6 +108,25 @@ def test_quick_mode_trains_and_evaluates_both_models_on_every_dataset(tmp_path):
             assert math.isfinite(test[metric]) and test[metric] > 0, (key, metric)
         assert row["n_test"] > 0 and row["train_seconds"] > 0
         assert key.split("/")[0] in table
+        # Quick budgets are 1-3 epochs: every run hits its epoch cap (or patience).
+        training = row["settings"]["training"]
+        assert row["stop_reason"] in ("max_epochs", "patience")
+        assert row["converged"] == (row["stop_reason"] == "patience")
+        assert row["epochs_run"] == len(row["history"]) <= training["epochs"]
+        assert 1 <= row["best_epoch"] <= row["epochs_run"]
+        assert training["schedule"]["kind"] == "plateau" and "max_time" not in training
+        assert all("val_forces_rmse" in h for h in row["history"])
+    assert "not converged (max epochs)" in table
+    # The invariant twin: scalar-only, within 5% of the equivariant hybrid's parameters.
+    hybrid, twin = runs["nacl-water/train-8/hybrid"], runs["nacl-water/train-8/invariant-hybrid"]
+    assert twin["settings"]["model"]["l_max"] == 0
+    assert abs(twin["parameters"] - hybrid["parameters"]) <= 0.05 * hybrid["parameters"]
+    # Learning curves next to the JSON: per comparison, and NaCl(aq) against size.
+    output = tmp_path / "real_data.json"
+    for run_key in ("charged-dimers__type-0", "nacl-water__train-8", "spice-dipeptides"):
+        assert (tmp_path / f"real_data_curves_{run_key}.png").stat().st_size > 0
+    assert (tmp_path / "real_data_nacl_learning_curve.png").stat().st_size > 0
+    assert report["meta"]["device"] in ("cpu", "cuda") and output.exists()
     # Same network on both sides of a comparison; only the hybrid adds the Coulomb term.
     assert (
         runs["nacl-water/train-8/hybrid"]["parameters"]
@@ -67,8 +140,36 @@ def test_quick_mode_trains_and_evaluates_both_models_on_every_dataset(tmp_path):
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real DFT datasets) is absent")
+def test_mace_without_its_python_is_reported_skipped_with_the_reason(tmp_path):
+    args = ("--quick", "--data-dir", str(DATA), "--datasets", "charged-dimers")
+    stdout, report, table = run(tmp_path, *args, "--models", "mace", "mace-les")
+    runs = report["runs"]
+    assert set(runs) == {"charged-dimers/type-0/mace", "charged-dimers/type-0/mace-les"}
+    assert all("--mace-python" in row["skipped"] for row in runs.values())
+    assert "skipped" in table and "no --mace-python" in stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real DFT datasets) is absent")
+@pytest.mark.skipif(not MACE_PYTHON, reason="HYBRIDPOT_MACE_PYTHON (a mace-torch venv) not set")
+def test_mace_is_trained_and_tested_on_the_same_dimer_files(tmp_path):
+    args = ("--quick", "--data-dir", str(DATA), "--datasets", "charged-dimers")
+    _, report, _ = run(
+        tmp_path, *args, "--models", "mace", "mace-les", "--mace-python", MACE_PYTHON
+    )
+    row = report["runs"]["charged-dimers/type-0/mace"]
+    assert row["code"] == "mace" and row["n_train"] == 4 and row["n_test"] == 3
+    assert row["stop_reason"] == "max_epochs" and row["epochs_run"] == len(row["history"]) == 3
+    for metric in ("energy_rmse", "forces_rmse", "forces_mae", "energy_per_structure_rmse"):
+        assert math.isfinite(row["test"][metric]) and row["test"][metric] > 0
+    les = report["runs"]["charged-dimers/type-0/mace-les"]
+    assert ("skipped" in les) != report["meta"]["mace"]["les"]
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real DFT datasets) is absent")
 def test_resume_keeps_finished_runs(tmp_path):
     args = ("--quick", "--data-dir", str(DATA), "--datasets", "charged-dimers")
+    args += ("--models", "short-range", "invariant-hybrid")
     _, first, _ = run(tmp_path, *args)
     stdout, second, _ = run(tmp_path, *args, "--resume")
     assert "kept from" in stdout
