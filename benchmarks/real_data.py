@@ -45,8 +45,9 @@ loss has not improved for ``--patience`` epochs (early stopping), with a plateau
 learning-rate schedule (factor 0.5 after patience/3 stalled epochs; a cosine schedule
 would need a known epoch count), a generous ``--max-epochs`` cap and an optional
 wall-time budget ``--max-time`` seconds per run (training-config key ``max_time``; only
-passed when given). Per-dataset defaults (:data:`STOPPING`), chosen so that "no
-improvement for P epochs" means roughly the same number of optimiser steps:
+passed when given, and refused as an unknown key by a hybridpot without it).
+Per-dataset defaults (:data:`STOPPING`), chosen so that "no improvement for P epochs"
+means roughly the same number of optimiser steps:
 
 * charged dimers: patience 60 epochs, at most 5000 (10 frames, batch 2: 5 steps/epoch);
 * NaCl(aq): patience 20 epochs of the full pool (~160 steps/epoch, batch 4); a subset of
