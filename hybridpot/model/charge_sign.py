@@ -50,9 +50,7 @@ NEGLIGIBLE = 1e-3
 def electronegativity_order(elements: list[str]) -> list[str]:
     """``elements`` from the most to the least electronegative (Pauling; elements without
     a value last; ties broken by atomic number, lighter first)."""
-    return sorted(
-        elements, key=lambda s: (-PAULING.get(s, -1.0), atomic_numbers.get(s, 0), s)
-    )
+    return sorted(elements, key=lambda s: (-PAULING.get(s, -1.0), atomic_numbers.get(s, 0), s))
 
 
 def mean_charges(model, batches) -> dict[str, float]:
@@ -75,9 +73,11 @@ def mean_charges(model, batches) -> dict[str, float]:
             out = model(graph, compute_forces=False, compute_stress=False)
             species = model.network.embedding.species_index(graph.numbers, check=False)
             charges = out["charges"].detach().double()
-            sums += torch.zeros(len(elements), dtype=torch.float64).index_add(
-                0, species.cpu(), charges.cpu()
-            ).numpy()
+            sums += (
+                torch.zeros(len(elements), dtype=torch.float64)
+                .index_add(0, species.cpu(), charges.cpu())
+                .numpy()
+            )
             counts += np.bincount(species.cpu().numpy(), minlength=len(elements))
     finally:
         model.train(was_training)

@@ -22,6 +22,7 @@ Format history:
   away); models of versions 1-2 kept every pair, which the upgrade writes out as
   ``"none"`` (the default became ``"cutoff"`` for latent charges).
 """
+
 from __future__ import annotations
 
 import json

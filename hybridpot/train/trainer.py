@@ -36,8 +36,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__, keys
-from ..data.statistics import has_label
 from ..data.loader import ShardedLoader
+from ..data.statistics import has_label
 from ..device import resolve_device
 from ..fileio import remove_stale_temporaries
 from .checkpoint import (

@@ -116,7 +116,9 @@ def test_reference_energies_include_the_coulomb_energy_of_the_initial_charges(tm
         )  # fmt: skip
     assert np.abs(coulomb).max() > 1e-3  # the initial charges do carry Coulomb energy
     energies = np.array([float(g.labels["energy"][0]) for g in graphs])
-    counts = np.array([[int((g.numbers == 11).sum()), int((g.numbers == 17).sum())] for g in graphs])
+    counts = np.array(
+        [[int((g.numbers == 11).sum()), int((g.numbers == 17).sum())] for g in graphs]
+    )
     expected, *_ = np.linalg.lstsq(counts, energies - coulomb, rcond=None)
     got = model.config["atomic_energies"]
     # NaCl only: the fit fixes the sum per formula unit (minimum-norm split)
