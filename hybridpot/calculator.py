@@ -119,9 +119,7 @@ class HybridCalculator(Calculator):
         if model is None:
             model = load_model(model_path)
         elif not isinstance(model, torch.nn.Module) or not hasattr(model, "cutoff"):
-            raise TypeError(
-                f"model must be a hybridpot HybridModel, got {type(model).__name__}"
-            )
+            raise TypeError(f"model must be a hybridpot HybridModel, got {type(model).__name__}")
         self.model = self._prepared(model)
         if total_charge_key is None:
             from .model.io import model_total_charge_key
@@ -132,8 +130,8 @@ class HybridCalculator(Calculator):
                 f"total_charge_key must be a non-empty string, got {total_charge_key!r}"
             )
         self.total_charge_key = total_charge_key
-        self.electric_field = None if electric_field is None else check_electric_field(
-            electric_field
+        self.electric_field = (
+            None if electric_field is None else check_electric_field(electric_field)
         )
         self._last_conditions = None
         self._stress_asked = False

@@ -37,6 +37,12 @@ CHARGE_PROJECTION = "weighted"
 COULOMB = True
 SIGMA_Q = 1.0  # Å, Gaussian charge width
 COULOMB_METHOD = "auto"
+# How the Coulomb energy splits the range with the network (hybridpot.electrostatics.screening):
+# "cutoff" removes pairs inside the network cutoff smoothly, "none" keeps every pair.
+COULOMB_SPLIT = "auto"  # "cutoff" for latent charges, "none" for Qeq
+COULOMB_SPLITS = ("auto", "none", "cutoff")
+# Scale of the initial raw charges (weights of the charge readout's output column).
+CHARGE_INIT_SCALE = 0.1
 COULOMB_ACCURACY = 1e-4  # relative RMS force error
 
 # --- charge equilibration (charge_model = "qeq") ----------------------------------------

@@ -81,9 +81,7 @@ def structures(draw, min_atoms=0, max_atoms=4, symbols=("Na", "Cl")):
         cell = cell + np.array(draw(st.lists(st.floats(-1, 1), min_size=9, max_size=9))).reshape(
             3, 3
         )
-    fractions = draw(
-        st.lists(st.tuples(*[st.floats(-0.5, 1.5)] * 3), min_size=n, max_size=n)
-    )
+    fractions = draw(st.lists(st.tuples(*[st.floats(-0.5, 1.5)] * 3), min_size=n, max_size=n))
     positions = np.array(fractions, dtype=np.float64).reshape(n, 3) @ cell
     names = draw(st.lists(st.sampled_from(symbols), min_size=n, max_size=n))
     atoms = ase.Atoms(names, positions=positions, cell=cell, pbc=pbc)
@@ -335,8 +333,9 @@ def test_cli_bad_arguments(cli_files, command, files, options):
     if code == 2 and command in ("train", "evaluate", "info"):
         lines = err.getvalue().strip().splitlines()
         # Either argparse's usage message or exactly one error line.
-        assert lines and (
-            lines[-1].startswith("hybridpot") or lines[0].startswith("usage:")
-        ), (argv, err.getvalue())
+        assert lines and (lines[-1].startswith("hybridpot") or lines[0].startswith("usage:")), (
+            argv,
+            err.getvalue(),
+        )
         if not lines[0].startswith("usage:"):
             assert len(lines) == 1, (argv, err.getvalue())

@@ -252,7 +252,7 @@ def test_slab_lattice_relaxes_with_a_masked_cell_filter(calculator):
     in_plane = FrechetCellFilter(atoms, mask=[1, 1, 0, 0, 0, 1])
     assert BFGS(in_plane, logfile=None).run(fmax=0.002, steps=200)
     assert atoms.get_potential_energy() < start_energy
-    assert np.abs(atoms.cell[:2, :2] - start_cell[:2, :2]).max() > 0.1  # the lattice moved
+    assert np.abs(atoms.cell[:2, :2] - start_cell[:2, :2]).max() > 0.01  # the lattice moved
     np.testing.assert_array_equal(atoms.cell[2], start_cell[2])  # the vacuum axis did not
     assert np.all(atoms.cell[:2, 2] == 0)
     # Converged: the in-plane virial per atom is below the force threshold.

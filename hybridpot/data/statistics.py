@@ -21,7 +21,8 @@ from .. import keys
 from .graph import AtomicGraph
 
 
-def _has(graph: AtomicGraph, key: str) -> bool:
+def has_label(graph: AtomicGraph, key: str) -> bool:
+    """Whether ``graph`` carries the label ``key`` for every structure it holds."""
     mask = graph.labels.get(key + keys.MASK_SUFFIX)
     return key in graph.labels and (mask is None or bool(mask.all()))
 
@@ -77,7 +78,7 @@ def compositions_and_energies(
                     f"not in the model's elements {elements}"
                 )
             counts[row, index[int(z)]] = c
-        if _has(g, keys.ENERGY):
+        if has_label(g, keys.ENERGY):
             labelled[row] = True
             energies[row] = float(g.labels[keys.ENERGY].reshape(-1)[0])
     return counts, energies, labelled
@@ -90,7 +91,7 @@ def force_rms(graphs: list[AtomicGraph]) -> float | None:
         return (total / count) ** 0.5 if count else None
     total, count = 0.0, 0
     for g in graphs:
-        if _has(g, keys.FORCES):
+        if has_label(g, keys.FORCES):
             forces = g.labels[keys.FORCES].double()
             total += float((forces**2).sum())
             count += forces.numel()
@@ -109,7 +110,7 @@ def residual_energy_std(
         return float(np.std(values)) if len(values) > 1 else None
     values = []
     for g in graphs:
-        if _has(g, keys.ENERGY):
+        if has_label(g, keys.ENERGY):
             e0 = sum(atomic_energies.get(chemical_symbols[int(z)], 0.0) for z in g.numbers)
             energy = float(g.labels[keys.ENERGY].reshape(-1)[0])
             values.append((energy - e0) / g.num_nodes)

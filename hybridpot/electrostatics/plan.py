@@ -112,8 +112,14 @@ class CoulombPlan:
         shift = per_structure_matmul(self.pair_shifts, cell.detach(), self.pair_structure)
         vectors = positions.detach()[self.pair_j] - positions.detach()[self.pair_i] + shift
         keep = torch.linalg.norm(vectors, dim=1) < self.pair_cutoff
-        pairs = ("pair_i", "pair_j", "pair_shifts", "pair_structure", "pair_inv_width",
-                 "pair_cutoff")
+        pairs = (
+            "pair_i",
+            "pair_j",
+            "pair_shifts",
+            "pair_structure",
+            "pair_inv_width",
+            "pair_cutoff",
+        )
         values = {k: v for k, v in vars(self).items()}
         values.update({k: getattr(self, k)[keep] for k in pairs})
         return CoulombPlan(**values)
@@ -128,9 +134,7 @@ class CoulombPlan:
                 return t.to(device) if device is not None else t
             return t
 
-        groups = [
-            MeshGroup(**{k: move(v) for k, v in vars(g).items()}) for g in self.mesh_groups
-        ]
+        groups = [MeshGroup(**{k: move(v) for k, v in vars(g).items()}) for g in self.mesh_groups]
         values = {k: move(v) for k, v in vars(self).items() if k != "mesh_groups"}
         return CoulombPlan(**values, mesh_groups=groups)
 
@@ -226,8 +230,15 @@ def build_plan(module, positions, cell, pbc, batch, skin: float = 0.0) -> Coulom
             params = module.parameters_for(periodic_rows, n, n * geometry["d"] ** 3)
             gap = module.overrides.get("slab_gap")
             if gap is None:
-                gap = choose_gap(geometry["a1"], geometry["a2"], n, geometry["d"],
-                                 module.accuracy, params.real_space_cutoff, sigma_q)
+                gap = choose_gap(
+                    geometry["a1"],
+                    geometry["a2"],
+                    n,
+                    geometry["d"],
+                    module.accuracy,
+                    params.real_space_cutoff,
+                    sigma_q,
+                )
             elif gap < params.real_space_cutoff:
                 raise ValueError(
                     f"slab_gap {gap} Å must be >= the real-space cutoff "
@@ -243,8 +254,13 @@ def build_plan(module, positions, cell, pbc, batch, skin: float = 0.0) -> Coulom
         parameters.append(params)
         box = torch.as_tensor(internal_np, device=device)
         i, j, shifts, distances = neighbor_pairs(
-            pos_b, box, list_pbc, params.real_space_cutoff + skin, full_list=False,
-            distances=True, sort=positions.is_cuda,  # vesin's CPU order is reproducible
+            pos_b,
+            box,
+            list_pbc,
+            params.real_space_cutoff + skin,
+            full_list=False,
+            distances=True,
+            sort=positions.is_cuda,  # vesin's CPU order is reproducible
         )
         if sigma_q == 0:
             _reject_coincident(i, j, shifts, distances, b)
@@ -268,13 +284,19 @@ def build_plan(module, positions, cell, pbc, batch, skin: float = 0.0) -> Coulom
     pair_shifts = cat([p[2] for p in pair_parts], (0, 3), long).to(dtype)
     pair_structure = cat(
         [torch.full((p[0].shape[0],), p[3], dtype=long, device=device) for p in pair_parts],
-        (0,), long)
+        (0,),
+        long,
+    )
     pair_inv_width = cat(
         [torch.full((p[0].shape[0],), p[4], dtype=dtype, device=device) for p in pair_parts],
-        (0,), dtype)
+        (0,),
+        dtype,
+    )
     pair_cutoff = cat(
         [torch.full((p[0].shape[0],), p[5], dtype=dtype, device=device) for p in pair_parts],
-        (0,), dtype)
+        (0,),
+        dtype,
+    )
     mesh_groups = []
     for (method, nodes, shape), members in groups.items():
         mesh_groups.append(
@@ -284,11 +306,20 @@ def build_plan(module, positions, cell, pbc, batch, skin: float = 0.0) -> Coulom
                 shape=tuple(int(x) for x in shape),
                 structures=torch.tensor([m[0] for m in members], dtype=long, device=device),
                 atoms=torch.cat([m[1] for m in members]),
-                slot=torch.cat([torch.full((m[1].shape[0],), k, dtype=long, device=device)
-                                for k, m in enumerate(members)]),
+                slot=torch.cat(
+                    [
+                        torch.full((m[1].shape[0],), k, dtype=long, device=device)
+                        for k, m in enumerate(members)
+                    ]
+                ),
                 smearing=torch.tensor([m[2] for m in members], dtype=dtype, device=device),
-                filter_key=(method, int(nodes), tuple(shape), tuple(m[2] for m in members),
-                            b"".join(m[3] for m in members)),
+                filter_key=(
+                    method,
+                    int(nodes),
+                    tuple(shape),
+                    tuple(m[2] for m in members),
+                    b"".join(m[3] for m in members),
+                ),
             )
         )
     return CoulombPlan(

@@ -115,6 +115,20 @@ class ModelConfig:
     sigma_q: float = hp.SIGMA_Q
     """Width (Å) of the Gaussian charges (0 = point charges)."""
 
+    coulomb_split: str = hp.COULOMB_SPLIT
+    """How the Coulomb energy shares the range with the network: ``"cutoff"`` removes the
+    Coulomb interaction of pairs inside the network's cutoff, smoothly (the network owns
+    the short range, the charges what lies beyond it); ``"none"`` keeps every pair;
+    ``"auto"`` (resolved when the model is built, so a saved model says which) is
+    ``"cutoff"`` for latent charges and ``"none"`` for Qeq (whose charges equilibrate
+    against the full interaction). See ``docs/theory.md``."""
+
+    charge_init_scale: float = hp.CHARGE_INIT_SCALE
+    """Scale of the initial raw charges: the charge readout's output weights are multiplied
+    by it when the model is built (1 = the plain initialisation, charges of order 1 e).
+    Small initial charges keep the untrained Coulomb energy small, so the charges grow
+    only as far as they lower the loss."""
+
     coulomb_method: str = hp.COULOMB_METHOD
     """Electrostatics: ``"auto"`` (by pbc), ``"pme"``, ``"ewald"``, ``"p3m"`` or ``"direct"``."""
 
@@ -211,6 +225,13 @@ class ModelConfig:
         hp.check_l_max(self.l_max)
         hp.check_choice(self.charge_projection, "charge_projection", hp.CHARGE_PROJECTIONS)
         hp.check_choice(self.coulomb_method, "coulomb_method", hp.COULOMB_METHODS)
+        hp.check_choice(self.coulomb_split, "coulomb_split", hp.COULOMB_SPLITS)
+        if self.coulomb_split == "auto":  # resolved here, so saved configs say which
+            self.coulomb_split = "none" if self.charge_model == "qeq" else "cutoff"
+        if not self.charge_init_scale > 0:
+            raise ValueError(
+                f"charge_init_scale must be a positive number, got {self.charge_init_scale!r}"
+            )
         hp.check_sigma_q(self.sigma_q)
         hp.check_accuracy(self.coulomb_accuracy, "coulomb_accuracy")
         hp.check_choice(self.charge_model, "charge_model", hp.CHARGE_MODELS)
@@ -220,6 +241,11 @@ class ModelConfig:
                 "charge_model 'qeq' needs coulomb true and sigma_q > 0 (Gaussian charges: a "
                 f"point charge's self-energy is infinite), got coulomb={self.coulomb}, "
                 f"sigma_q={self.sigma_q}"
+            )
+        if self.charge_model == "qeq" and self.coulomb_split == "cutoff":
+            raise ValueError(
+                "coulomb_split 'cutoff' is for latent charges; charge_model 'qeq' equilibrates "
+                "against the full Coulomb interaction (coulomb_split 'none' or 'auto')"
             )
         if not self.avg_num_neighbors > 0:
             raise ValueError(f"avg_num_neighbors must be > 0, got {self.avg_num_neighbors!r}")
@@ -238,6 +264,12 @@ class ModelConfig:
                 f"atomic_energies gives no energy for elements {missing} (it must list every "
                 f"element of {self.elements}, or be empty); write 0.0 for an element on purpose"
             )
+
+    @property
+    def screened(self) -> bool:
+        """Whether the Coulomb energy leaves out the pairs inside the cutoff (the resolved
+        ``coulomb_split``)."""
+        return self.coulomb and self.coulomb_split == "cutoff"
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict with every field."""

@@ -144,7 +144,9 @@ def _coulomb_text(config) -> str:
         return "no electrostatics"
     return (
         f"Coulomb electrostatics ({config.coulomb_method}, sigma_q {config.sigma_q} Å, "
-        f"accuracy {config.coulomb_accuracy:g})"
+        f"accuracy {config.coulomb_accuracy:g}"
+        + (", pairs inside the cutoff screened" if config.screened else "")
+        + ")"
     )
 
 

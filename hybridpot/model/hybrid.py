@@ -30,6 +30,7 @@ from ..derivatives import (
 )
 from ..electrostatics import Electrostatics, equilibrate_charges, qeq_energies
 from ..electrostatics.qeq import self_hardness
+from ..electrostatics.screening import screening_energies
 from ..nn import EquivariantNetwork
 from . import response
 from .config import ModelConfig
@@ -67,6 +68,7 @@ class HybridModel(torch.nn.Module):
             predict_charges=True,
             charge_projection=config.charge_projection,
             charge_model=config.charge_model,
+            charge_init_scale=config.charge_init_scale,
         )
         self.electrostatics = (
             Electrostatics(
@@ -269,6 +271,16 @@ class HybridModel(torch.nn.Module):
                 proportional_upstream=once,
                 create_graph=create_graph,
             )
+            if self.model_config.screened:
+                # The network owns the pairs inside its cutoff (docs/theory.md).
+                energies_coulomb = energies_coulomb + screening_energies(
+                    charges,
+                    graph.edge_index,
+                    vectors,
+                    self.cutoff,
+                    self.sigma_q,
+                    self.model_config.polynomial_degree,
+                )
         else:
             energies_coulomb = torch.zeros_like(energies_short)
         energies = energies_short + energies_coulomb

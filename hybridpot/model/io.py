@@ -18,7 +18,11 @@ Format history:
 - 2: ``data_keys`` (the ``atoms.info`` key of the total charge the model was trained
   with); ``config["atomic_energies"]`` lists every element or none (version 1 read a
   missing element as 0, which the upgrade writes out).
+- 3: ``config["coulomb_split"]`` (Coulomb of pairs inside the cutoff kept or screened
+  away); models of versions 1-2 kept every pair, which the upgrade writes out as
+  ``"none"`` (the default became ``"cutoff"`` for latent charges).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +32,7 @@ from ..fileio import atomic_save, load_weights_only
 from .build import build_model
 from .hybrid import HybridModel
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def default_total_charge_key() -> str:
@@ -67,8 +71,20 @@ def _upgrade_1_to_2(payload: dict) -> dict:
     }
 
 
+def keep_every_coulomb_pair(config: dict) -> dict:
+    """``config`` with ``coulomb_split`` written out as ``"none"`` where absent: models
+    from before the key kept the Coulomb energy of every pair. Used by the model file and
+    checkpoint upgrades."""
+    return {"coulomb_split": "none", **config}
+
+
+def _upgrade_2_to_3(payload: dict) -> dict:
+    config = keep_every_coulomb_pair(json.loads(payload["config"]))
+    return {**payload, "format_version": 3, "config": json.dumps(config)}
+
+
 # from_version -> function(payload dict) -> payload dict of version from_version + 1
-_UPGRADES: dict = {1: _upgrade_1_to_2}
+_UPGRADES: dict = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
 
 
 def _saved_state(state: dict) -> dict:

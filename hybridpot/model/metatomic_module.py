@@ -15,6 +15,7 @@ from metatensor.torch import Labels, TensorBlock, TensorMap
 from metatomic.torch import ModelOutput, NeighborListOptions, System
 
 from .. import keys
+from ..electrostatics.screening import screening_energies
 from ..electrostatics.scriptable import ScriptableCoulomb
 from ..nn.scriptable import ScriptableNetwork
 from .hybrid import HybridModel
@@ -38,6 +39,10 @@ class ExportedHybridModel(torch.nn.Module):
             else None
         )
         self.cutoff = float(model.cutoff)
+        # coulomb_split "cutoff": pairs inside the cutoff leave the Coulomb energy.
+        self.screened = bool(model.model_config.screened)
+        self.sigma_q = float(model.model_config.sigma_q)
+        self.envelope_degree = int(model.model_config.polynomial_degree)
         self.energy_name = keys.ENERGY
         self.charge_name = keys.METATOMIC_CHARGE
         self.neighbors = NeighborListOptions(
@@ -80,6 +85,15 @@ class ExportedHybridModel(torch.nn.Module):
             coulomb = self.coulomb
             if coulomb is not None:
                 energies = energies + coulomb(positions, system.cell, system.pbc, charges)
+                if self.screened:
+                    energies = energies + screening_energies(
+                        charges,
+                        edge_index,
+                        vectors,
+                        self.cutoff,
+                        self.sigma_q,
+                        self.envelope_degree,
+                    )
             atoms = torch.arange(n, device=positions.device)
             if selected_atoms is not None:
                 chosen = selected_atoms.values

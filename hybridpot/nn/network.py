@@ -91,6 +91,8 @@ class EquivariantNetwork(torch.nn.Module):
         charge_model: ``"latent"`` (charges read out and projected) or ``"qeq"`` (the
             readout gives ``keys.ELECTRONEGATIVITY`` and ``keys.HARDNESS`` instead of
             ``keys.CHARGES``; the model solves for the charges).
+        charge_init_scale: the initial raw-charge weights are multiplied by it (latent
+            charges of order ``charge_init_scale`` e before training).
 
     The network is built in float64 with exact constants; ``.to(torch.float32)`` casts it
     down for fast inference (cast a float64 network, never a float32 one, up or down).
@@ -119,6 +121,7 @@ class EquivariantNetwork(torch.nn.Module):
         readout_mlp: tuple[int, ...] = hp.READOUT_MLP,
         predict_dipoles: bool = False,
         charge_model: str = hp.CHARGE_MODEL,
+        charge_init_scale: float = hp.CHARGE_INIT_SCALE,
     ) -> None:
         super().__init__()
         elements = check_elements(elements)
@@ -177,6 +180,7 @@ class EquivariantNetwork(torch.nn.Module):
             readout_mlp=list(readout_mlp),
             predict_dipoles=predict_dipoles,
             charge_model=charge_model,
+            charge_init_scale=charge_init_scale,
         )
         self.elements = elements
         self.cutoff = cutoff
@@ -242,7 +246,9 @@ class EquivariantNetwork(torch.nn.Module):
         elif charge_model == "qeq":
             self.charge_readout = QeqReadout(num_scalars, readout_mlp)
         else:
-            self.charge_readout = ChargeReadout(num_scalars, readout_mlp, charge_projection)
+            self.charge_readout = ChargeReadout(
+                num_scalars, readout_mlp, charge_projection, charge_init_scale
+            )
         self.dipole_readout = DipoleReadout(self.irreps_out, vector) if predict_dipoles else None
         # e3nn builds in the default dtype; cast to float64 with exact constants.
         exact_float64(self)

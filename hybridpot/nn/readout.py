@@ -15,6 +15,7 @@ absorb the excess charge (e.g. the counter-ion rather than a water molecule).
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -145,17 +146,41 @@ class ChargeReadout(torch.nn.Module):
         num_scalars: number of 0e features read.
         hidden: hidden widths of the MLP.
         projection: "weighted" (learned positive weights) or "uniform" (w_i = 1).
+        init_scale: multiplies the initial weights of the raw-charge output (> 0), so the
+            untrained raw charges are of order ``init_scale`` e.
     """
 
-    def __init__(self, num_scalars: int, hidden: tuple[int, ...], projection: str) -> None:
+    def __init__(
+        self,
+        num_scalars: int,
+        hidden: tuple[int, ...],
+        projection: str,
+        init_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         check_choice(projection, "charge_projection", CHARGE_PROJECTIONS)
         hidden = _check_mlp(hidden, "readout_mlp")
+        if isinstance(init_scale, bool) or not isinstance(init_scale, numbers.Real):
+            raise TypeError(f"charge_init_scale must be a number, got {init_scale!r}")
+        if not (init_scale > 0 and math.isfinite(init_scale)):
+            raise ValueError(f"charge_init_scale must be finite and > 0, got {init_scale}")
         self.projection = projection
         num_out = 2 if projection == "weighted" else 1
         self.mlp = e3nn_nn.FullyConnectedNet(
             [num_scalars, *hidden, num_out], torch.nn.functional.silu
         )
+        with torch.no_grad():
+            self.raw_charge_weight()[:, 0] *= init_scale
+
+    def raw_charge_weight(self) -> torch.nn.Parameter:
+        """The last layer's weights (hidden, outputs); column 0 gives the raw charges."""
+        return self.mlp[-1].weight
+
+    def flip_sign(self) -> None:
+        """Negate the raw charges q~ (column 0 of the last layer). Each neutral group's
+        projected charges change sign exactly; a charged group's do not."""
+        with torch.no_grad():
+            self.raw_charge_weight()[:, 0].neg_()
 
     def forward(
         self,

@@ -29,7 +29,9 @@ from ..fileio import (  # noqa: F401 (atomic_write*, re-exported)
 #: - 1: the first layout.
 #: - 2: ``model_config["atomic_energies"]`` lists every element or none (version 1 read a
 #:   missing element as 0; the upgrade writes the zeros out).
-CHECKPOINT_VERSION = 2
+#: - 3: ``model_config["coulomb_split"]``; earlier runs kept every Coulomb pair (the
+#:   upgrade writes ``"none"``).
+CHECKPOINT_VERSION = 3
 
 
 def _upgrade_1_to_2(state: dict) -> dict:
@@ -41,8 +43,17 @@ def _upgrade_1_to_2(state: dict) -> dict:
     return state
 
 
+def _upgrade_2_to_3(state: dict) -> dict:
+    from ..model.io import keep_every_coulomb_pair
+
+    state = {**state, "checkpoint_version": 3}
+    if isinstance(state.get("model_config"), dict):
+        state["model_config"] = keep_every_coulomb_pair(state["model_config"])
+    return state
+
+
 # from_version -> function(checkpoint dict) -> checkpoint dict of version from_version + 1
-_UPGRADES = {1: _upgrade_1_to_2}
+_UPGRADES = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
 
 
 # ----------------------------------------------------------------------------- RNG states

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,6 +210,11 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     """Stop after this many epochs without a better validation loss; null: never."""
 
+    max_time: float | None = None
+    """Wall-time budget in seconds (a safety net for long runs): training stops after
+    the epoch in which the summed epoch times reach it; the best weights are exported as
+    usual. Counted across resumed runs. null: no limit."""
+
     dtype: Literal["float32", "float64"] = "float32"
     """Floating-point precision of the model and the data."""
 
@@ -315,6 +321,18 @@ def _check_range(config: TrainConfig) -> None:
         "early_stopping_patience",
         ">= 1 or null",
         config.early_stopping_patience,
+    )
+    need(
+        config.max_time is None
+        or (
+            isinstance(config.max_time, (int, float))
+            and not isinstance(config.max_time, bool)
+            and math.isfinite(config.max_time)
+            and config.max_time > 0
+        ),
+        "max_time",
+        "a positive number of seconds or null",
+        config.max_time,
     )
     need(
         all(isinstance(p, str) and p for p in config.freeze),

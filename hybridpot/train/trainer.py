@@ -31,11 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .. import __version__, keys
 from ..data.loader import ShardedLoader
+from ..data.statistics import has_label
 from ..device import resolve_device
 from ..fileio import remove_stale_temporaries
 from .checkpoint import (
@@ -91,6 +93,8 @@ class TrainResult:
         metrics: validation metrics of the exported weights (MAE/RMSE, reporting units).
         test_metrics: the same on the test set (empty without a test set).
         output_dir: where the files are.
+        stop_reason: ``"patience"`` (early stopping: converged on the validation loss),
+            ``"max_time"`` (the wall-time budget) or ``"epochs"`` (all epochs run).
     """
 
     model: torch.nn.Module
@@ -99,6 +103,7 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
     test_metrics: dict = field(default_factory=dict)
     output_dir: Path = Path(".")
+    stop_reason: str = "epochs"
 
 
 class Trainer:
@@ -219,6 +224,11 @@ class Trainer:
                 k: v for k, v in init_model.state_dict().items() if not k.startswith("uncertainty.")
             }
             self.model.load_state_dict(state)
+        if checkpoint is None and source is None and not warm:
+            # A fresh latent-charge model starts in the sign convention's basin.
+            self._orient_charges()
+            if "atomic_energies" not in config.model:
+                self._offsets_with_coulomb()
         self.model_config = self.model.config  # with every default filled in
         if source is not None:
             from .finetune import transfer_weights
@@ -271,6 +281,38 @@ class Trainer:
         self.best_state = self._export_state()
         if checkpoint is not None:
             self._load_state(checkpoint)
+
+    def _offsets_with_coulomb(self) -> None:
+        """Refit the fitted reference energies on E - E_coulomb(initial charges)
+        (:mod:`hybridpot.train.offsets`), over up to 1,000 training structures."""
+        from .offsets import coulomb_offsets, shift_atomic_energies
+
+        if self.model.electrostatics is None or not self.model.model_config.atomic_energies:
+            return
+        train = self.data.train
+        picks = sorted({int(k) for k in np.linspace(0, len(train) - 1, min(1000, len(train)))})
+        sample = [g for g in (train[k] for k in picks) if has_label(g, keys.ENERGY)]
+        offsets = coulomb_offsets(self.model, self._graphs(sample))
+        shift_atomic_energies(self.model, offsets)
+
+    def _orient_charges(self) -> bool:
+        """Apply the latent-charge sign convention (:mod:`hybridpot.model.charge_sign`)
+        on up to 64 training structures, evenly spaced; True if the sign was flipped.
+        Every rank computes the same flip from the same structures."""
+        from ..model.charge_sign import orient_charges
+
+        train = self.data.train
+        count = len(train)
+        if count == 0:
+            return False
+        picks = sorted({int(k) for k in np.linspace(0, count - 1, min(64, count))})
+        sample = [train[k] for k in picks]
+        with torch.no_grad():
+            return orient_charges(self.model, self._graphs(sample))
+
+    def _graphs(self, graphs):
+        """Batched graphs of ``graphs`` on this trainer's device (all on every rank)."""
+        return (item.graph for item in self._loader(graphs, shard=False))
 
     def _loader(self, graphs, batch_size=None, *, shuffle=False, shard=True):
         """This rank's loader of ``graphs`` (validation/test batches: ``eval_batch_size``)."""
@@ -459,7 +501,7 @@ class Trainer:
         epochs = self.config.epochs
         patience = self.config.early_stopping_patience
         bar = tqdm(total=epochs, initial=self.epoch, desc="training", disable=not self.progress)
-        while self.epoch < epochs and not self.stopped_early:
+        while self.epoch < epochs and not self.stopped_early and not self._out_of_time():
             start = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
             row = {
@@ -495,6 +537,30 @@ class Trainer:
         bar.close()
         return self.finish()
 
+    def training_seconds(self) -> float:
+        """Summed epoch times (s) of the run so far, resumed parts included."""
+        return float(sum(row.get("time_s", 0.0) for row in self.history))
+
+    def _out_of_time(self) -> bool:
+        """Whether ``max_time`` is spent (rank 0 decides, so every rank stops together)."""
+        limit = self.config.max_time
+        if limit is None:
+            return False
+        spent = self.training_seconds() >= limit if self.dist.is_main else None
+        return bool(self.dist.broadcast_object(spent))
+
+    @property
+    def stop_reason(self) -> str:
+        """Why training ended (or would end now): ``"patience"`` (early stopping),
+        ``"max_time"``, ``"epochs"`` (all epochs run) or ``"running"``."""
+        if self.stopped_early:
+            return "patience"
+        if self.epoch >= self.config.epochs:
+            return "epochs"
+        if self.config.max_time is not None and self.training_seconds() >= self.config.max_time:
+            return "max_time"
+        return "running"
+
     def _summary(self, row: dict) -> str:
         parts = [
             f"epoch {row['epoch']:4d}",
@@ -518,12 +584,25 @@ class Trainer:
         from ..model import save_model
 
         self.model.load_state_dict(self.best_state)
+        from ..model.charge_sign import sign_is_free
+
+        # Only where the flip is exact for the data (no label fixes the sign).
+        if sign_is_free(self.data.train, self.loss.weights) and sign_is_free(
+            self.data.valid, self.loss.weights
+        ):
+            self._orient_charges()
         metrics: dict = {}
         test_metrics: dict = {}
         parity_source = None
         if not self.dist.is_main:  # rank 0 evaluates the whole sets and writes the files
             self.dist.barrier()
-            return TrainResult(self.model, self.history, self.best_epoch, output_dir=self.out)
+            return TrainResult(
+                self.model,
+                self.history,
+                self.best_epoch,
+                output_dir=self.out,
+                stop_reason=self.stop_reason,
+            )
         if self.config.uncertainty:
             from ..uncertainty import fit_uncertainty
 
@@ -548,6 +627,8 @@ class Trainer:
                 "epochs_run": self.epoch,
                 "best_epoch": self.best_epoch,
                 "stopped_early": self.stopped_early,
+                "stop_reason": self.stop_reason,
+                "training_seconds": self.training_seconds(),
                 "seed": self.config.seed,
                 "dtype": self.config.dtype,
                 "loss_weights": self.loss.weights,
@@ -563,7 +644,13 @@ class Trainer:
             total_charge_key=self.config.data.total_charge_key,
         )
         write_json(
-            {"validation": metrics, "test": test_metrics, "best_epoch": self.best_epoch},
+            {
+                "validation": metrics,
+                "test": test_metrics,
+                "best_epoch": self.best_epoch,
+                "epochs_run": self.epoch,
+                "stop_reason": self.stop_reason,
+            },
             self.out / METRICS,
         )
         if self.config.plots and self.history:
@@ -581,6 +668,7 @@ class Trainer:
             metrics=metrics,
             test_metrics=test_metrics,
             output_dir=self.out,
+            stop_reason=self.stop_reason,
         )
 
 

@@ -169,25 +169,42 @@ def test_batched_filters_equal_torchpme_filters(method):
     skew = torch.tensor(np.eye(3) * 9.0 + rng.normal(scale=0.8, size=(3, 3)))
     cells = torch.stack([ortho, skew]) if method == "p3m" else torch.stack([skew, skew.T])
     shape, nodes, smearing = (10, 12, 9), 5, (1.3, 1.7)
-    group = MeshGroup(method, nodes, shape, torch.arange(2), torch.arange(2),
-                      torch.arange(2), torch.tensor(smearing, dtype=torch.float64))
+    group = MeshGroup(
+        method,
+        nodes,
+        shape,
+        torch.arange(2),
+        torch.arange(2),
+        torch.arange(2),
+        torch.tensor(smearing, dtype=torch.float64),
+    )
     batched = mesh_filters(group, cells)
     for g in range(2):
         potential = GaussianCoulombPotential(smearing=smearing[g], sigma_q=0.5)
         ns = torch.tensor(shape)
         if method == "pme":
-            ref = KSpaceFilter(cells[g], ns, kernel=potential, fft_norm="backward",
-                               ifft_norm="forward")._kfilter
+            ref = KSpaceFilter(
+                cells[g], ns, kernel=potential, fft_norm="backward", ifft_norm="forward"
+            )._kfilter
         else:
-            ref = P3MKSpaceFilter(ortho, ns, interpolation_nodes=nodes, kernel=potential,
-                                  mode=0, differential_order=2, fft_norm="backward",
-                                  ifft_norm="forward")
-            kernel_only = KSpaceFilter(cells[g], ns, kernel=potential, fft_norm="backward",
-                                       ifft_norm="forward")._kfilter
+            ref = P3MKSpaceFilter(
+                ortho,
+                ns,
+                interpolation_nodes=nodes,
+                kernel=potential,
+                mode=0,
+                differential_order=2,
+                fft_norm="backward",
+                ifft_norm="forward",
+            )
+            kernel_only = KSpaceFilter(
+                cells[g], ns, kernel=potential, fft_norm="backward", ifft_norm="forward"
+            )._kfilter
             # the influence function depends on the mesh indices only: torch-pme's on
             # the orthorhombic cell, times the kernel of this cell
-            ortho_kernel = KSpaceFilter(ortho, ns, kernel=potential, fft_norm="backward",
-                                        ifft_norm="forward")._kfilter
+            ortho_kernel = KSpaceFilter(
+                ortho, ns, kernel=potential, fft_norm="backward", ifft_norm="forward"
+            )._kfilter
             influence = torch.where(ortho_kernel == 0, 0.0, ref._kfilter / ortho_kernel)
             ref = influence * kernel_only
         torch.testing.assert_close(batched[g], ref, rtol=1e-12, atol=1e-12 * float(ref.abs().max()))
@@ -209,8 +226,10 @@ def test_horner_weights_equal_torchpme_weights(method, nodes):
     from hybridpot.electrostatics.mesh import PolynomialWeights
 
     reference = MeshInterpolator(
-        torch.eye(3, dtype=torch.float64), torch.ones(3, dtype=torch.int64),
-        interpolation_nodes=nodes, method=method,
+        torch.eye(3, dtype=torch.float64),
+        torch.ones(3, dtype=torch.int64),
+        interpolation_nodes=nodes,
+        method=method,
     )._compute_1d_weights
     weights = PolynomialWeights(method, nodes)
     x = torch.rand(500, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(nodes))

@@ -1,0 +1,153 @@
+"""Latent-charge sign convention, Coulomb-aware reference energies and the wall-time
+budget of the trainer."""
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+
+import hybridpot
+from hybridpot.data import graph_from_atoms
+from hybridpot.data.statistics import fit_atomic_energies
+from hybridpot.model.charge_sign import (
+    electronegativity_order,
+    mean_charges,
+    orient_charges,
+    sign_decision,
+    sign_is_free,
+)
+from hybridpot.testing.structures import random_structure, small_model_config
+from hybridpot.train import config_from_dict
+from hybridpot.train.synthetic import toy_nacl_structures
+from hybridpot.train.trainer import Trainer
+
+
+def test_electronegativity_order_and_decision():
+    assert electronegativity_order(["Na", "H", "Cl", "O", "C", "N"]) == [
+        "O", "Cl", "N", "C", "H", "Na"
+    ]  # fmt: skip
+    assert electronegativity_order(["Ar", "Na"]) == ["Na", "Ar"]  # no value: last
+    assert sign_decision({"O": -0.8, "H": 0.4}) == ("O", -0.8)
+    # A negligible mean passes the decision on to the next element.
+    assert sign_decision({"O": 1e-9, "H": -0.4, "Na": 0.4}) == ("H", -0.4)
+    assert sign_decision({"O": 0.0, "H": 0.0}) is None
+
+
+def _graphs(structures, cutoff):
+    return [graph_from_atoms(a, cutoff, dtype=torch.float64) for a in structures]
+
+
+def test_orientation_is_an_exact_symmetry_and_makes_seeds_agree():
+    structures = [random_structure(seed=s, n=8) for s in range(3)]
+    signs_before, flipped_any = [], False
+    for seed in range(8):
+        torch.manual_seed(seed)
+        model = hybridpot.build_model(small_model_config(charge_init_scale=1.0))
+        graphs = _graphs(structures, model.cutoff)
+        before = [model(g) for g in graphs]
+        signs_before.append(np.sign(mean_charges(model, graphs)["Cl"]))
+        flipped = orient_charges(model, graphs)
+        flipped_any |= flipped
+        after = [model(g) for g in graphs]
+        assert mean_charges(model, graphs)["Cl"] < 0  # Cl is more electronegative than Na
+        for b, a in zip(before, after, strict=True):
+            sign = -1.0 if flipped else 1.0
+            torch.testing.assert_close(a["charges"], sign * b["charges"], rtol=0, atol=1e-14)
+            for key in ("energy", "forces", "stress"):  # neutral cells: nothing else moves
+                torch.testing.assert_close(a[key], b[key], rtol=1e-12, atol=1e-12)
+    # Without the convention the seeds disagree (so the check above can fail).
+    assert {1.0, -1.0} <= set(signs_before)
+    assert flipped_any
+
+
+def test_sign_is_free_only_without_sign_fixing_data():
+    neutral = _graphs([random_structure(seed=1, n=6)], 3.5)
+    charged = _graphs([random_structure(seed=1, n=6, charge=1.0)], 3.5)
+    assert sign_is_free(neutral, {"energy": 1.0, "forces": 10.0})
+    assert not sign_is_free(charged, {"energy": 1.0})
+    for label in ("charges", "dipole", "bec"):
+        assert not sign_is_free(neutral, {"energy": 1.0, label: 0.5})
+    field = graph_from_atoms(random_structure(seed=1, n=6, pbc=(False,) * 3), 3.5)
+    field.electric_field = torch.tensor([[0.0, 0.0, 0.1]], dtype=field.cell.dtype)
+    assert not sign_is_free([field], {"energy": 1.0})
+
+
+def _train_config(tmp_path, name, seed=0, **extra):
+    path = tmp_path / "data.xyz"
+    if not path.exists():
+        ase.io.write(path, toy_nacl_structures(10, seed=4), format="extxyz")
+    model = {
+        k: v for k, v in small_model_config(charge_init_scale=1.0).items()
+        if k not in ("elements", "atomic_energies")
+    }  # fmt: skip
+    return config_from_dict(
+        {
+            "data": {"train": str(path), "val_fraction": 0.2},
+            "model": model,
+            "epochs": 2,
+            "batch_size": 4,
+            "seed": seed,
+            "dtype": "float64",
+            "quiet": True,
+            "plots": False,
+            "output_dir": str(tmp_path / name),
+            **extra,
+        }
+    )
+
+
+def test_trained_models_of_two_seeds_agree_on_the_sign(tmp_path):
+    probe = _graphs(toy_nacl_structures(3, seed=9), 3.5)
+    for seed in (0, 1, 2):
+        result = Trainer(_train_config(tmp_path, f"s{seed}", seed=seed)).fit()
+        model = hybridpot.load_model(result.output_dir / "model.pt").double()
+        assert mean_charges(model, probe)["Cl"] < 0
+
+
+def test_reference_energies_include_the_coulomb_energy_of_the_initial_charges(tmp_path):
+    trainer = Trainer(_train_config(tmp_path, "offsets"))
+    model = trainer.model
+    graphs = list(trainer.data.train)
+    plain = fit_atomic_energies(graphs, ["Na", "Cl"])
+    with torch.no_grad():
+        coulomb = np.array(
+            [float(model(g, compute_forces=False, compute_stress=False)["energy_coulomb"][0])
+             for g in graphs]
+        )  # fmt: skip
+    assert np.abs(coulomb).max() > 1e-3  # the initial charges do carry Coulomb energy
+    energies = np.array([float(g.labels["energy"][0]) for g in graphs])
+    counts = np.array(
+        [[int((g.numbers == 11).sum()), int((g.numbers == 17).sum())] for g in graphs]
+    )
+    expected, *_ = np.linalg.lstsq(counts, energies - coulomb, rcond=None)
+    got = model.config["atomic_energies"]
+    # NaCl only: the fit fixes the sum per formula unit (minimum-norm split)
+    assert got["Na"] + got["Cl"] == pytest.approx(expected.sum(), abs=1e-9)
+    assert got["Na"] + got["Cl"] != pytest.approx(plain["Na"] + plain["Cl"], abs=1e-6)
+    # the readout's shift buffer says the same as the config
+    np.testing.assert_allclose(
+        model.network.energy_readout.shift.numpy(), [got["Na"], got["Cl"]], rtol=0, atol=0
+    )
+
+
+def test_given_reference_energies_are_kept(tmp_path):
+    config = _train_config(tmp_path, "given")
+    config.model["atomic_energies"] = {"Na": -1.0, "Cl": -2.0}
+    trainer = Trainer(config)
+    assert trainer.model.config["atomic_energies"] == {"Na": -1.0, "Cl": -2.0}
+
+
+def test_max_time_stops_after_the_epoch_that_spends_it(tmp_path):
+    result = Trainer(_train_config(tmp_path, "timed", max_time=1e-6, epochs=50)).fit()
+    assert len(result.history) == 1
+    assert result.stop_reason == "max_time"
+    model = hybridpot.load_model(result.output_dir / "model.pt")
+    assert model.metadata["training"]["stop_reason"] == "max_time"
+    full = Trainer(_train_config(tmp_path, "full", epochs=2)).fit()
+    assert full.stop_reason == "epochs" and len(full.history) == 2
+
+
+@pytest.mark.parametrize("bad", [0, -5.0, True, float("inf"), "soon"])
+def test_max_time_must_be_a_positive_number(tmp_path, bad):
+    with pytest.raises(Exception, match="max_time"):
+        _train_config(tmp_path, "bad", max_time=bad)
