@@ -45,7 +45,7 @@ loss has not improved for ``--patience`` epochs (early stopping), with a plateau
 learning-rate schedule (factor 0.5 after patience/3 stalled epochs; a cosine schedule
 would need a known epoch count), a generous ``--max-epochs`` cap and an optional
 wall-time budget ``--max-time`` seconds per run (training-config key ``max_time``; only
-passed when given, and refused as an unknown key by a hybridpot without it).
+passed when given).
 Per-dataset defaults (:data:`STOPPING`), chosen so that "no improvement for P epochs"
 means roughly the same number of optimiser steps:
 
@@ -223,22 +223,19 @@ def invariant_twin(model: dict, elements: list[str]) -> tuple[dict, int, int]:
     return twin, count(n), target
 
 
-def stop_reason(stopped_early: bool, epochs_run: int, max_epochs: int, max_time) -> str:
-    """Why a run stopped: "patience" (converged), "max_epochs" or "max_time".
+#: The trainer's stop reasons (``TrainResult.stop_reason``) as this benchmark names them.
+STOP_REASONS = {"patience": "patience", "max_time": "max_time", "epochs": "max_epochs"}
 
-    The trainer stops for exactly these three reasons; a run that stopped before
-    ``max_epochs`` without early stopping and without a time budget is an error.
-    """
-    if stopped_early:
-        return "patience"
-    if epochs_run >= max_epochs:
-        return "max_epochs"
-    if max_time is not None:
-        return "max_time"
-    raise RuntimeError(
-        f"run stopped after {epochs_run} of {max_epochs} epochs without early stopping "
-        "and without a time budget: unexplained stop"
-    )
+
+def stop_reason(trainer_reason: str) -> str:
+    """The benchmark's name for the trainer's stop reason: "patience" (converged),
+    "max_time" or "max_epochs"; anything else (a run that did not end) is an error."""
+    if trainer_reason not in STOP_REASONS:
+        raise RuntimeError(
+            f"training ended with stop reason {trainer_reason!r}; expected one of "
+            f"{sorted(STOP_REASONS)}"
+        )
+    return STOP_REASONS[trainer_reason]
 
 
 def fit_and_test(
@@ -255,7 +252,6 @@ def fit_and_test(
     reason, the per-epoch validation history and test metrics in reporting units
     (meV/atom, meV/Å, me, me·Å), plus the energy RMSE/MAE per structure (meV).
     """
-    from hybridpot.model.io import read_model_file
     from hybridpot.train import (
         DataConfig,
         config_from_dict,
@@ -276,8 +272,6 @@ def fit_and_test(
     start = time.perf_counter()
     result = train(config, overwrite=True)
     seconds = time.perf_counter() - start
-    provenance = json.loads(read_model_file(output / "model.pt").get("metadata", "{}"))
-    provenance = provenance["training"]
     test_images = read(files["test"])
     metrics, counts, predictions = evaluate_structures(
         result.model, test_images, DataConfig(**data_keys), batch_size=training["batch_size"]
@@ -290,15 +284,10 @@ def fit_and_test(
     errors = 1000.0 * np.array(errors)
     metrics["energy_per_structure_rmse"] = float(np.sqrt(np.mean(errors**2)))
     metrics["energy_per_structure_mae"] = float(np.mean(np.abs(errors)))
-    reason = stop_reason(
-        bool(provenance["stopped_early"]),
-        int(provenance["epochs_run"]),
-        training["epochs"],
-        training.get("max_time"),
-    )
+    reason = stop_reason(result.stop_reason)
     return {
         "train_seconds": seconds,
-        "epochs_run": int(provenance["epochs_run"]),
+        "epochs_run": len(result.history),
         "best_epoch": result.best_epoch,
         "stop_reason": reason,
         "converged": reason == "patience",

@@ -71,14 +71,13 @@ def test_invariant_twin_is_scalar_only_with_the_parameter_budget_of_the_hybrid(n
         assert abs(count - hybrid_params) >= abs(twin_params - hybrid_params)
 
 
-def test_stop_reason_names_patience_epochs_or_time_and_refuses_an_unexplained_stop():
+def test_stop_reason_names_patience_epochs_or_time_and_refuses_a_run_not_ended():
     stop_reason = _module().stop_reason
-    assert stop_reason(True, 40, 100, None) == "patience"
-    assert stop_reason(True, 100, 100, 60.0) == "patience"
-    assert stop_reason(False, 100, 100, None) == "max_epochs"
-    assert stop_reason(False, 37, 100, 60.0) == "max_time"
-    with pytest.raises(RuntimeError, match="unexplained"):
-        stop_reason(False, 37, 100, None)
+    assert stop_reason("patience") == "patience"
+    assert stop_reason("epochs") == "max_epochs"
+    assert stop_reason("max_time") == "max_time"
+    with pytest.raises(RuntimeError, match="'running'"):
+        stop_reason("running")
 
 
 def test_bad_stopping_flags_are_refused_with_their_name(tmp_path):
@@ -148,6 +147,26 @@ def test_quick_mode_trains_and_evaluates_every_default_variant(tmp_path, dataset
         mbis = runs["spice-dipeptides/hybrid-mbis"]
         assert mbis["counts"]["dipole"] == 3 * 6
         assert mbis["settings"]["training"]["loss"]["charges"] > 0
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real DFT datasets) is absent")
+def test_all_variants_pass_their_overrides_and_stop_on_the_time_budget(tmp_path):
+    args = ("--quick", "--data-dir", str(DATA), "--datasets", "charged-dimers")
+    _, report, table = run(tmp_path, *args, "--models", "all", "--max-time", "1e-3")
+    real_data = _module()
+    runs = report["runs"]
+    assert set(runs) == {f"charged-dimers/type-0/{v}" for v in real_data.ALL_VARIANTS}
+    for variant, overrides in real_data.VARIANTS.items():
+        row = runs[f"charged-dimers/type-0/{variant}"]
+        model = row["settings"]["model"]
+        assert {k: model[k] for k in overrides} == overrides, variant
+        # A budget spent in the first epoch: one epoch, stopped by time, not converged.
+        assert row["settings"]["training"]["max_time"] == 1e-3
+        assert row["stop_reason"] == "max_time" and not row["converged"]
+        assert row["epochs_run"] == row["best_epoch"] == 1
+    assert runs["charged-dimers/type-0/hybrid-wide"]["settings"]["model"]["sigma_q"] == 2.0
+    assert "not converged (max time)" in table
+    assert all("skipped" in runs[f"charged-dimers/type-0/{v}"] for v in real_data.MACE_VARIANTS)
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real DFT datasets) is absent")
