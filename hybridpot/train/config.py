@@ -210,6 +210,12 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     """Stop after this many epochs without a better validation loss; null: never."""
 
+    refit_atomic_energies: bool = True
+    """After training, refit the per-element reference energies on the training set's
+    per-atom energy residuals (one least-squares fit) and keep the result if it lowers
+    the validation energy error (the training error without validation data). Skipped
+    when ``model.atomic_energies`` is given."""
+
     max_time: float | None = None
     """Wall-time budget in seconds (a safety net for long runs): training stops after
     the epoch in which the summed epoch times reach it; the best weights are exported as

@@ -295,6 +295,29 @@ class Trainer:
         offsets = coulomb_offsets(self.model, self._graphs(sample))
         shift_atomic_energies(self.model, offsets)
 
+    def _refit_offsets(self) -> dict | None:
+        """The end-of-training refit of the reference energies (``refit_atomic_energies``,
+        :func:`hybridpot.train.offsets.residual_offsets`): applied if it helps; returns
+        its report (None when skipped)."""
+        from .offsets import residual_offsets, shift_atomic_energies
+
+        if (
+            not self.config.refit_atomic_energies
+            or "atomic_energies" in self.config.model
+            or not self.model.model_config.atomic_energies
+            or not len(self.data.train)
+        ):
+            return None
+        report = residual_offsets(
+            self.model,
+            self._graphs(self.data.train),
+            self._graphs(self.data.valid) if len(self.data.valid) else None,
+        )
+        report["applied"] = bool(report["improves"])
+        if report["applied"]:
+            shift_atomic_energies(self.model, report["shift"], sign=+1.0)
+        return report
+
     def _orient_charges(self) -> bool:
         """Apply the latent-charge sign convention (:mod:`hybridpot.model.charge_sign`)
         on up to 64 training structures, evenly spaced; True if the sign was flipped.
@@ -584,13 +607,6 @@ class Trainer:
         from ..model import save_model
 
         self.model.load_state_dict(self.best_state)
-        from ..model.charge_sign import sign_is_free
-
-        # Only where the flip is exact for the data (no label fixes the sign).
-        if sign_is_free(self.data.train, self.loss.weights) and sign_is_free(
-            self.data.valid, self.loss.weights
-        ):
-            self._orient_charges()
         metrics: dict = {}
         test_metrics: dict = {}
         parity_source = None
@@ -603,6 +619,14 @@ class Trainer:
                 output_dir=self.out,
                 stop_reason=self.stop_reason,
             )
+        from ..model.charge_sign import sign_is_free
+
+        # Only where the flip is exact for the data (no label fixes the sign).
+        if sign_is_free(self.data.train, self.loss.weights) and sign_is_free(
+            self.data.valid, self.loss.weights
+        ):
+            self._orient_charges()
+        refit = self._refit_offsets()
         if self.config.uncertainty:
             from ..uncertainty import fit_uncertainty
 
@@ -629,6 +653,7 @@ class Trainer:
                 "stopped_early": self.stopped_early,
                 "stop_reason": self.stop_reason,
                 "training_seconds": self.training_seconds(),
+                "atomic_energies_refit": refit,
                 "seed": self.config.seed,
                 "dtype": self.config.dtype,
                 "loss_weights": self.loss.weights,

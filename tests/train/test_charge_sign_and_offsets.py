@@ -151,3 +151,50 @@ def test_max_time_stops_after_the_epoch_that_spends_it(tmp_path):
 def test_max_time_must_be_a_positive_number(tmp_path, bad):
     with pytest.raises(Exception, match="max_time"):
         _train_config(tmp_path, "bad", max_time=bad)
+
+
+def test_residual_offsets_are_the_least_squares_fit_of_per_atom_residuals():
+    from hybridpot.train.offsets import residual_offsets
+
+    torch.manual_seed(0)
+    model = hybridpot.build_model(small_model_config())
+    structures = toy_nacl_structures(3, seed=1) + toy_nacl_structures(3, seed=2, repeat=(2, 1, 1))
+    # Non-stoichiometric structures make the per-element fit well posed.
+    for atoms in structures[:2]:
+        atoms.info["charge"] = 1.0
+        atoms.numbers[1] = 11
+        atoms.calc.results["energy"] += 0.3
+    graphs = []
+    for atoms in structures:
+        graph = graph_from_atoms(atoms, model.cutoff, dtype=torch.float64)
+        energy = atoms.calc.results["energy"]
+        graph.labels["energy"] = torch.tensor([energy], dtype=torch.float64)
+        graphs.append(graph)
+    report = residual_offsets(model, graphs[:4], graphs[4:])
+    rows, values = [], []
+    for g in graphs[:4]:
+        out = model(g, compute_forces=False, compute_stress=False)
+        n = g.num_nodes
+        rows.append([int((g.numbers == 11).sum()) / n, int((g.numbers == 17).sum()) / n])
+        values.append((float(g.labels["energy"][0]) - float(out["energy"][0])) / n)
+    expected, *_ = np.linalg.lstsq(np.array(rows), np.array(values), rcond=None)
+    assert report["shift"]["Na"] == pytest.approx(expected[0], abs=1e-9)
+    assert report["shift"]["Cl"] == pytest.approx(expected[1], abs=1e-9)
+    assert report["structures"] == 4 and report["valid_rmse_before"] is not None
+
+
+def test_trainer_refits_the_offsets_only_when_validation_improves(tmp_path):
+    result = Trainer(_train_config(tmp_path, "refit", epochs=1)).fit()
+    model = hybridpot.load_model(result.output_dir / "model.pt")
+    report = model.metadata["training"]["atomic_energies_refit"]
+    assert report["applied"] == (report["valid_rmse_after"] < report["valid_rmse_before"])
+    off = Trainer(_train_config(tmp_path, "norefit", epochs=1, refit_atomic_energies=False))
+    unrefit = off.fit()
+    kept = hybridpot.load_model(unrefit.output_dir / "model.pt")
+    assert kept.metadata["training"]["atomic_energies_refit"] is None
+    shift = report["shift"] if report["applied"] else {"Na": 0.0, "Cl": 0.0}
+    # The same seed and data: the two runs differ by exactly the applied shift.
+    for symbol in ("Na", "Cl"):
+        assert model.config["atomic_energies"][symbol] == pytest.approx(
+            kept.config["atomic_energies"][symbol] + shift[symbol], abs=1e-12
+        )
