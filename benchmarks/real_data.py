@@ -30,7 +30,9 @@ Datasets:
   test on its 3 long-distance frames (a distance extrapolation). The energy target is
   the interaction energy ``inter_energy`` = E - E_A - E_B (per-element reference energies
   fixed at 0), the forces are the total DFT forces (consistent with it: the monomers are
-  rigid), the total charge is ``chargeA + chargeB``. The 10 training frames also select
+  rigid), the total charge is ``chargeA + chargeB`` and each monomer is a fragment with
+  its own total charge (``indexB``, ``chargeA``, ``chargeB``: no charge moves between
+  the monomers). The 10 training frames also select
   the exported weights and drive early stopping (there is nothing else to validate on).
 * ``nacl-water`` (799 frames of NaCl(aq), revPBE0-D3): a seeded 90/10 split into a pool
   and a test set; a fixed validation set of 20 frames is taken from the pool and a
@@ -355,6 +357,11 @@ def mace_fit_and_test(
 # Each generator yields (key, variant, model overrides, training, files, data keys).
 
 
+#: Fragment constraints of the dimer files (the LODE convention): atoms before ``indexB``
+#: are monomer A with total charge ``chargeA``, the rest monomer B with ``chargeB``.
+DIMER_KEYS = {"fragment_split_key": "indexB", "fragment_charges_key": ["chargeA", "chargeB"]}
+
+
 def dimer_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
     """Charged dimers: per type, training frames -> long-distance test frames."""
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -370,6 +377,8 @@ def dimer_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
                 new.info = {
                     "charge": float(atoms.info["chargeA"] + atoms.info["chargeB"]),
                     "distance": float(atoms.info["distance"]),
+                    # The two monomers as fragments: each keeps its own total charge.
+                    **{key: atoms.info[key] for key in ("chargeA", "chargeB", "indexB")},
                 }
                 # Interaction energy as the target; total forces (the monomers are rigid,
                 # so these are consistent with it: see the module docstring).
@@ -385,7 +394,11 @@ def dimer_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
         training = {"batch_size": 2}
         model = {"atomic_energies": dict.fromkeys(elements, 0.0)}
         for name in models:
-            yield f"charged-dimers/type-{k}/{name}", name, model, training, files, {}
+            yield f"charged-dimers/type-{k}/{name}", name, model, training, files, DIMER_KEYS
+
+
+#: NaCl(aq) training-set sizes (``--sizes``); None: 50, 200 and the whole pool.
+WATER_SIZES: list[str] | None = None
 
 
 def water_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
@@ -398,6 +411,10 @@ def water_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
     n_valid = 20
     valid, train_pool = pool[:n_valid], pool[n_valid:]
     sizes = [50, 200, len(train_pool)]
+    if WATER_SIZES:  # --sizes: a part of the learning curve ("all": the whole pool)
+        sizes = [
+            len(train_pool) if n == "all" else min(int(n), len(train_pool)) for n in WATER_SIZES
+        ]
     if quick:
         test, valid, sizes = test[:6], valid[:4], [8]
     base = workdir / "nacl-water"
@@ -623,6 +640,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--workdir", type=Path, default=None, help="prepared data and runs")
     parser.add_argument("--resume", action="store_true", help="keep finished runs in --output")
+    parser.add_argument(
+        "--sizes", nargs="+", default=None, help="NaCl(aq) training sizes (numbers or 'all')"
+    )
     parser.add_argument("--patience", type=int, default=None, help="early-stopping epochs")
     parser.add_argument("--max-epochs", type=int, default=None, help="epoch cap per run")
     parser.add_argument("--max-time", type=float, default=None, help="wall seconds per run")
@@ -630,6 +650,11 @@ def main(argv=None) -> int:
     parser.add_argument("--mace-python", default=None, help="python of a venv with mace-torch")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "real_data.json")
     args = parser.parse_args(argv)
+    global WATER_SIZES
+    WATER_SIZES = args.sizes
+    for size in args.sizes or []:
+        if size != "all" and not (size.isdigit() and int(size) > 0):
+            parser.error(f"--sizes takes positive integers or 'all', got {size!r}")
     for name in ("patience", "max_epochs"):
         value = getattr(args, name)
         if value is not None and value < 1:
