@@ -18,7 +18,9 @@ training process is stopped when it runs out and MACE is restarted from its best
 checkpoint (``--restart_latest``) with no epochs left, which exports that checkpoint.
 
 ``--les`` trains MACE's latent-Ewald model (``--model MACELES``); it needs the separate
-``les`` library, which mace-torch does not install. ``--probe`` prints the MACE version and
+``les`` library, which mace-torch does not install and PyPI does not have:
+``/work/mace-venv/bin/pip install --no-deps git+https://github.com/ChengUCB/les``
+(tested: les 0.1.0, commit c8063fa). ``--probe`` prints the MACE version and
 whether the LES option is usable here.
 
 Prints one JSON line: test energy RMSE (meV/atom) and energy RMSE/MAE per structure (meV),

@@ -83,8 +83,12 @@ def check_lists(device):
     slab.center(vacuum=8.0, axis=2)
     slab.pbc = (True, True, False)
     small = nacl(8)
-    cases = {"bulk": (nacl(4096), 5.0), "slab": (slab, 7.0), "molecule": (molecule("C6H6"), 4.0),
-             "small-cell": (small, 9.0)}
+    cases = {
+        "bulk": (nacl(4096), 5.0),
+        "slab": (slab, 7.0),
+        "molecule": (molecule("C6H6"), 4.0),
+        "small-cell": (small, 9.0),
+    }
     out = {}
     for name, (atoms, cutoff) in cases.items():
         lists = []
@@ -181,10 +185,18 @@ def _time_inference(model, atoms, device, chunk):
 
     t_skin = timeit(md_call, device, n=3, warm=1)
     mem = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    return dict(t_s=t, t_with_graph_and_plan_s=t_fresh, t_md_skin_s=t_skin,
-                first_call_s=t_first, graph_s=t_graph, atom_steps_per_s=len(atoms) / t,
-                peak_mib=mem, kib_per_atom=mem * 1024 / len(atoms) if mem else None,
-                edge_chunk=chunk, list_builds=verlet.builds)
+    return dict(
+        t_s=t,
+        t_with_graph_and_plan_s=t_fresh,
+        t_md_skin_s=t_skin,
+        first_call_s=t_first,
+        graph_s=t_graph,
+        atom_steps_per_s=len(atoms) / t,
+        peak_mib=mem,
+        kib_per_atom=mem * 1024 / len(atoms) if mem else None,
+        edge_chunk=chunk,
+        list_builds=verlet.builds,
+    )
 
 
 def inference(sizes, device, emit, chunk_from, chunk):
@@ -199,8 +211,14 @@ def inference(sizes, device, emit, chunk_from, chunk):
             atoms = nacl(n)
             use = chunk if n >= chunk_from else None
             try:
-                emit(dict(kind="infer", code=name, N=len(atoms),
-                          **_time_inference(model, atoms, device, use)))
+                emit(
+                    dict(
+                        kind="infer",
+                        code=name,
+                        N=len(atoms),
+                        **_time_inference(model, atoms, device, use),
+                    )
+                )
             except torch.OutOfMemoryError:
                 emit(dict(kind="infer", code=name, N=len(atoms), edge_chunk=use, error="OOM"))
             if device.type == "cuda":
@@ -224,8 +242,10 @@ def training(device, emit):
             for c in range(4):
                 atoms = nacl(n, seed=n + c, strain=0.01)
                 atoms.calc = SinglePointCalculator(
-                    atoms, energy=float(rng.normal()) - 3.0 * len(atoms),
-                    forces=rng.normal(scale=0.3, size=(len(atoms), 3)))
+                    atoms,
+                    energy=float(rng.normal()) - 3.0 * len(atoms),
+                    forces=rng.normal(scale=0.3, size=(len(atoms), 3)),
+                )
                 images.append(atoms)
             graphs = graphs_from_structures(images, 5.0, dtype=torch.float32)
             torch.manual_seed(0)
@@ -242,8 +262,17 @@ def training(device, emit):
 
             t = timeit(step, device, n=10, warm=3)
             t_new = timeit(lambda: step(fresh=True), device, n=5, warm=1)
-            emit(dict(kind="train", code="hybrid" if coulomb else "short-range", N=n, batch=4,
-                      step_s=t, step_with_plan_s=t_new, structures_per_s=4 / t))
+            emit(
+                dict(
+                    kind="train",
+                    code="hybrid" if coulomb else "short-range",
+                    N=n,
+                    batch=4,
+                    step_s=t,
+                    step_with_plan_s=t_new,
+                    structures_per_s=4 / t,
+                )
+            )
 
 
 def main(argv=None):
@@ -251,10 +280,15 @@ def main(argv=None):
     parser.add_argument("--output", default="benchmarks/results/gpu.json")
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 32768, 262144, 1000000])
     parser.add_argument("--skip", nargs="*", default=[], choices=["checks", "infer", "train"])
-    parser.add_argument("--edge-chunk", type=int, default=2_000_000,
-                        help="edges per message chunk for the large sizes")
-    parser.add_argument("--chunk-from", type=int, default=500_000,
-                        help="chunk the messages from this many atoms on")
+    parser.add_argument(
+        "--edge-chunk",
+        type=int,
+        default=2_000_000,
+        help="edges per message chunk for the large sizes",
+    )
+    parser.add_argument(
+        "--chunk-from", type=int, default=500_000, help="chunk the messages from this many atoms on"
+    )
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
@@ -275,10 +309,20 @@ def main(argv=None):
 
     if "checks" not in args.skip:
         emit(dict(kind="check", what="device lists equal host lists", result=check_lists(device)))
-        emit(dict(kind="check", what="model on device vs cpu (float64, max rel diff)",
-                  result=check_model_matches_cpu(device)))
-        emit(dict(kind="check", what="host syncs in forward+backward (plan prepared)",
-                  result=count_syncs(device)))
+        emit(
+            dict(
+                kind="check",
+                what="model on device vs cpu (float64, max rel diff)",
+                result=check_model_matches_cpu(device),
+            )
+        )
+        emit(
+            dict(
+                kind="check",
+                what="host syncs in forward+backward (plan prepared)",
+                result=count_syncs(device),
+            )
+        )
     if "infer" not in args.skip:
         inference(args.sizes, device, emit, args.chunk_from, args.edge_chunk)
     if "train" not in args.skip:
@@ -287,12 +331,15 @@ def main(argv=None):
     print("{:6} {:12} {:>8} {:>9} {:>9} {:>9} {:>13} {:>9}".format(*header))
     for r in records:
         if r["kind"] == "infer" and "t_s" in r:
-            print(f"infer  {r['code']:12} {r['N']:8d} {r['t_s']:9.4f} "
-                  f"{r['t_with_graph_and_plan_s']:9.4f} {r['t_md_skin_s']:9.4f} "
-                  f"{r['atom_steps_per_s']:13.3g} {r['kib_per_atom'] or 0:9.1f}")
+            print(
+                f"infer  {r['code']:12} {r['N']:8d} {r['t_s']:9.4f} "
+                f"{r['t_with_graph_and_plan_s']:9.4f} {r['t_md_skin_s']:9.4f} "
+                f"{r['atom_steps_per_s']:13.3g} {r['kib_per_atom'] or 0:9.1f}"
+            )
         elif r["kind"] == "train":
-            print(f"train  {r['code']:12} {r['N']:8d} {r['step_s']:9.4f} "
-                  f"{r['step_with_plan_s']:9.4f}")
+            print(
+                f"train  {r['code']:12} {r['N']:8d} {r['step_s']:9.4f} {r['step_with_plan_s']:9.4f}"
+            )
     return 0
 
 

@@ -71,8 +71,14 @@ def main(argv=None) -> int:
     rows = []
     for coulomb in (True, False):
         one, eight = ops_per_step(1, coulomb), ops_per_step(8, coulomb)
-        rows.append({"model": "hybrid" if coulomb else "short-range", "B=1": one, "B=8": eight,
-                     "ratio": eight / one})
+        rows.append(
+            {
+                "model": "hybrid" if coulomb else "short-range",
+                "B=1": one,
+                "B=8": eight,
+                "ratio": eight / one,
+            }
+        )
     print(f"{'model':12} {'B=1':>8} {'B=8':>8} {'ratio':>6}")
     for r in rows:
         print(f"{r['model']:12} {r['B=1']:8d} {r['B=8']:8d} {r['ratio']:6.2f}")

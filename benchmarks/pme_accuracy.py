@@ -200,16 +200,29 @@ def run_one(atoms, q, sigma_q, method, accuracy, ref, decompose):
         # Real space alone: converged mesh (h/s = 0.08 with p = 7 is ~1e-8 relative).
         try:
             real = coulomb(
-                atoms, q, sigma_q=sigma_q, method="pme", accuracy=accuracy, smearing=s,
-                real_space_cutoff=rc, mesh_spacing=0.1 * s, interpolation_nodes=7,
+                atoms,
+                q,
+                sigma_q=sigma_q,
+                method="pme",
+                accuracy=accuracy,
+                smearing=s,
+                real_space_cutoff=rc,
+                mesh_spacing=0.1 * s,
+                interpolation_nodes=7,
             )
             row["real_abs_F0"] = rel_rms(real["forces"], ref["forces"]) * rms_ref / f0
         except ValueError:
             row["real_abs_F0"] = None
         # Mesh alone: converged real space (erfc tail ~1e-12 at r_c = 7.4 s).
         mesh = coulomb(
-            atoms, q, sigma_q=sigma_q, method=method, accuracy=accuracy, smearing=s,
-            real_space_cutoff=7.4 * s, mesh_spacing=params.mesh_spacing,
+            atoms,
+            q,
+            sigma_q=sigma_q,
+            method=method,
+            accuracy=accuracy,
+            smearing=s,
+            real_space_cutoff=7.4 * s,
+            mesh_spacing=params.mesh_spacing,
             interpolation_nodes=params.interpolation_nodes,
         )
         row["mesh_abs_F0"] = rel_rms(mesh["forces"], ref["forces"]) * rms_ref / f0
@@ -281,8 +294,13 @@ def main(argv=None) -> int:
                 for accuracy in accuracies:
                     row = run_one(atoms, q, sigma_q, method, accuracy, ref, args.decompose)
                     row.update(
-                        cell=name, n_atoms=len(atoms), sigma_q=sigma_q, d=d, F0=f0,
-                        rms_force_over_F0=rms_f / f0, reference_seconds=ref_seconds,
+                        cell=name,
+                        n_atoms=len(atoms),
+                        sigma_q=sigma_q,
+                        d=d,
+                        F0=f0,
+                        rms_force_over_F0=rms_f / f0,
+                        reference_seconds=ref_seconds,
                     )
                     rows.append(row)
                     mesh = "x".join(map(str, row["mesh_shape"])) if row["mesh_shape"] else "-"

@@ -31,6 +31,9 @@ DEMO_MODEL = {
     "radial_mlp": [32],
     # The reference charges are point charges; the network absorbs any short-range rest.
     "sigma_q": 0.0,
+    # The models fit the true ionic charges (loss.charges): with physical charges the full
+    # Coulomb law is exact at every range, so no pair is screened (docs/theory.md §2.5).
+    "coulomb_split": "none",
     "coulomb_accuracy": 1e-4,
 }
 

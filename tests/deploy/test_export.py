@@ -233,3 +233,29 @@ def test_float32_export_equals_float32_calculator():
         energy = expected.get_potential_energy()
         assert abs(atoms.get_potential_energy() - energy) < tol * abs(energy)
         assert _relative(atoms.get_forces(), expected.get_forces()) < tol
+
+
+@pytest.mark.parametrize("split", ["cutoff", "none"])
+def test_exported_model_keeps_the_coulomb_split(split):
+    # Charges of order 1 e (charge_init_scale 1), so the screened pairs carry real energy.
+    from metatomic_ase import MetatomicCalculator
+
+    torch.manual_seed(2)
+    config = small_model_config(coulomb_split=split, charge_init_scale=1.0)
+    model = hybridpot.build_model(config)
+    other = "none" if split == "cutoff" else "cutoff"
+    torch.manual_seed(2)
+    twin = hybridpot.build_model(small_model_config(coulomb_split=other, charge_init_scale=1.0))
+    exported = MetatomicCalculator(hybridpot.export_model(model))
+    python = hybridpot.HybridCalculator(model=model)
+    for options in (STRUCTURES[0], STRUCTURES[3]):
+        atoms = random_structure(**options)
+        expected, wrong = atoms.copy(), atoms.copy()
+        expected.calc, wrong.calc = python, hybridpot.HybridCalculator(model=twin)
+        atoms.calc = exported
+        energy = expected.get_potential_energy()
+        # The file reproduces the model's own split, far closer than the other split.
+        gap = abs(wrong.get_potential_energy() - energy)
+        assert gap > 1e-4
+        assert abs(atoms.get_potential_energy() - energy) < min(1e-3 * gap, 1e-8 * abs(energy))
+        assert _relative(atoms.get_forces(), expected.get_forces()) < TOL.exported
