@@ -1,0 +1,159 @@
+"""Do two training seeds agree on the latent charges? (issue 11: sign and 0.05 e per element)
+
+Trains the default hybrid (latent charges, energy + forces only: nothing labels the
+charges) with several seeds on the same data and compares the mean charge of each element
+across seeds: the sign convention (:mod:`hybridpot.model.charge_sign`) must make the signs
+agree, and the goal is agreement within 0.05 e per element.
+
+Data: ``dimer3`` is charged-dimers type 3 (polar + apolar, both neutral: the sign is
+free) with the real_data.py protocol (10 frames, monomers as fragments, interaction
+energy); ``spice`` is the first ``--frames`` molecules of the SPICE dipeptide training file
+(neutral molecules). Per-element means are taken over the test/validation structures.
+
+    python benchmarks/charge_seeds.py --data dimer3 --seeds 0 1 --max-time 240 \
+        [--threads 1] [--output benchmarks/results/charge_seeds_dimer3.json]
+
+Prints a table (element, mean charge per seed, largest difference) and writes JSON
+atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _real_data():
+    spec = importlib.util.spec_from_file_location("real_data", HERE / "real_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def prepare(data: str, frames: int, workdir: Path, data_dir: Path):
+    """(files {train, valid, test}, data keys, model overrides, batch size) for ``data``."""
+    rd = _real_data()
+    if data == "dimer3":
+        runs = rd.dimer_runs(data_dir / "charged-dimers", workdir, False, ["hybrid"])
+        for key, _, model, training, files, keys in runs:
+            if "type-3" in key:
+                return files, keys, model, training["batch_size"]
+        raise RuntimeError("charged-dimers type 3 not found")
+    folder = data_dir / "spice-dipeptides"
+    train = rd.read(folder / "spice-dipep-dipolar_train.xyz")[:frames]
+    files = {
+        "train": rd.write(train, workdir / "spice-train.xyz"),
+        "valid": folder / "spice-dipep-dipolar_val.xyz",
+        "test": folder / "spice-dipep-dipolar_val.xyz",
+    }
+    return files, {"forces_key": "force"}, {}, 4
+
+
+def element_means(model, images, data_keys: dict) -> dict[str, float]:
+    """Mean predicted charge (e) of each element over ``images``."""
+    from hybridpot.train import DataConfig, evaluate_structures
+
+    _, _, predictions = evaluate_structures(model, images, DataConfig(**data_keys))
+    values: dict[str, list[float]] = {}
+    for atoms, prediction in zip(images, predictions, strict=True):
+        for symbol, charge in zip(atoms.get_chemical_symbols(), prediction["charges"]):
+            values.setdefault(symbol, []).append(float(charge))
+    return {s: float(np.mean(v)) for s, v in sorted(values.items())}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("dimer3", "spice"), default="dimer3")
+    parser.add_argument("--frames", type=int, default=100, help="SPICE training molecules")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--max-time", type=float, default=240.0, help="seconds per run")
+    parser.add_argument("--max-epochs", type=int, default=5000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-dir", type=Path, default=HERE.parents[1] / "shared" / "data")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/hybridpot-charge-seeds"))
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if len(args.seeds) < 2:
+        parser.error("--seeds needs at least two seeds to compare")
+    output = args.output or HERE / "results" / f"charge_seeds_{args.data}.json"
+
+    import torch
+
+    from hybridpot.fileio import atomic_write_text
+    from hybridpot.train import config_from_dict, train
+
+    torch.set_num_threads(args.threads)
+    rd = _real_data()
+    files, data_keys, overrides, batch_size = prepare(
+        args.data, args.frames, args.workdir, args.data_dir
+    )
+    test_images = rd.read(files["test"])
+    runs = {}
+    for seed in args.seeds:
+        config = config_from_dict(
+            {
+                **rd.TRAINING,
+                "seed": seed,
+                "batch_size": batch_size,
+                "epochs": args.max_epochs,
+                "max_time": args.max_time,
+                "early_stopping_patience": 60,
+                "schedule": {**rd.TRAINING["schedule"], "patience": 20},
+                "data": {**data_keys, "train": str(files["train"]), "valid": str(files["valid"])},
+                "model": {**rd.NETWORK, **overrides},
+                "output_dir": str(args.workdir / f"seed-{seed}"),
+            }
+        )
+        start = time.perf_counter()
+        result = train(config, overwrite=True)
+        runs[str(seed)] = {
+            "seconds": time.perf_counter() - start,
+            "epochs_run": len(result.history),
+            "stop_reason": result.stop_reason,
+            "mean_charges": element_means(result.model, test_images, data_keys),
+        }
+        print(f"seed {seed}: {runs[str(seed)]['mean_charges']}", flush=True)
+    elements = sorted(set.intersection(*(set(r["mean_charges"]) for r in runs.values())))
+    table = {
+        s: {
+            "means": [runs[str(seed)]["mean_charges"][s] for seed in args.seeds],
+            "spread": float(
+                np.ptp([runs[str(seed)]["mean_charges"][s] for seed in args.seeds])
+            ),
+        }
+        for s in elements
+    }
+    signs_agree = all(
+        len({np.sign(m) for m in row["means"] if abs(m) > 1e-3}) <= 1 for row in table.values()
+    )
+    report = {
+        "command": "python benchmarks/charge_seeds.py " + " ".join(sys.argv[1:]),
+        "data": args.data,
+        "seeds": args.seeds,
+        "runs": runs,
+        "elements": table,
+        "signs_agree": signs_agree,
+        "largest_spread_e": max(row["spread"] for row in table.values()),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, json.dumps(report, indent=1) + "\n")
+    print("| element | " + " | ".join(f"seed {s} (e)" for s in args.seeds) + " | spread (e) |")
+    print("|---|" + "---:|" * (len(args.seeds) + 1))
+    for symbol, row in table.items():
+        means = " | ".join(f"{m:+.3f}" for m in row["means"])
+        print(f"| {symbol} | {means} | {row['spread']:.3f} |")
+    print(f"signs agree: {signs_agree}; largest spread {report['largest_spread_e']:.3f} e")
+    print(f"written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
