@@ -125,9 +125,7 @@ def main(argv=None) -> int:
     table = {
         s: {
             "means": [runs[str(seed)]["mean_charges"][s] for seed in args.seeds],
-            "spread": float(
-                np.ptp([runs[str(seed)]["mean_charges"][s] for seed in args.seeds])
-            ),
+            "spread": float(np.ptp([runs[str(seed)]["mean_charges"][s] for seed in args.seeds])),
         }
         for s in elements
     }

@@ -748,17 +748,23 @@ def main(argv=None) -> int:
                     save()
                     continue
                 print(f"{key}: training MACE (<= {training['epochs']} epochs) ...", flush=True)
-                row = mace_fit_and_test(
-                    key,
-                    name,
-                    training,
-                    files,
-                    data_keys,
-                    overrides.get("atomic_energies"),
-                    workdir,
-                    args.mace_python,
-                    args.threads,
-                )
+                try:
+                    row = mace_fit_and_test(
+                        key,
+                        name,
+                        training,
+                        files,
+                        data_keys,
+                        overrides.get("atomic_energies"),
+                        workdir,
+                        args.mace_python,
+                        args.threads,
+                    )
+                except RuntimeError as error:  # MACE's failure is a row, not the end
+                    rows[key] = {"skipped": f"MACE failed: {str(error)[-300:]}"}
+                    print(f"{key}: {rows[key]['skipped']}", flush=True)
+                    save()
+                    continue
             else:
                 model = {**network, **overrides, **VARIANTS[name]}
                 if name == "invariant-hybrid":
