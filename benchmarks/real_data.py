@@ -366,7 +366,7 @@ def dimer_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
     """Charged dimers: per type, training frames -> long-distance test frames."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    types = (0,) if quick else (0, 2, 3)
+    types = (0,) if quick else tuple(DIMER_TYPES or (0, 2, 3))
     for k in types:
         prepared = {}
         for split in ("train", "test"):
@@ -396,6 +396,9 @@ def dimer_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
         for name in models:
             yield f"charged-dimers/type-{k}/{name}", name, model, training, files, DIMER_KEYS
 
+
+#: Charged-dimer types (``--dimer-types``); None: 0, 2 and 3.
+DIMER_TYPES: list[int] | None = None
 
 #: NaCl(aq) training-set sizes (``--sizes``); None: 50, 200 and the whole pool.
 WATER_SIZES: list[str] | None = None
@@ -643,6 +646,10 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--sizes", nargs="+", default=None, help="NaCl(aq) training sizes (numbers or 'all')"
     )
+    parser.add_argument(
+        "--dimer-types", nargs="+", type=int, choices=(0, 2, 3), default=None,
+        help="charged-dimer types (default 0 2 3)",
+    )  # fmt: skip
     parser.add_argument("--patience", type=int, default=None, help="early-stopping epochs")
     parser.add_argument("--max-epochs", type=int, default=None, help="epoch cap per run")
     parser.add_argument("--max-time", type=float, default=None, help="wall seconds per run")
@@ -650,8 +657,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mace-python", default=None, help="python of a venv with mace-torch")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "real_data.json")
     args = parser.parse_args(argv)
-    global WATER_SIZES
-    WATER_SIZES = args.sizes
+    global WATER_SIZES, DIMER_TYPES
+    WATER_SIZES, DIMER_TYPES = args.sizes, args.dimer_types
     for size in args.sizes or []:
         if size != "all" and not (size.isdigit() and int(size) > 0):
             parser.error(f"--sizes takes positive integers or 'all', got {size!r}")
