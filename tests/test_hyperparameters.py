@@ -77,7 +77,14 @@ def test_network_takes_every_network_field_of_model_config():
     make sure that is every field that is not about the electrostatics or the model's
     uncertainty head."""
     network = set(inspect.signature(EquivariantNetwork).parameters)
-    electrostatics = {"coulomb", "sigma_q", "coulomb_method", "coulomb_accuracy", "qeq_tolerance"}
+    electrostatics = {
+        "coulomb",
+        "sigma_q",
+        "coulomb_method",
+        "coulomb_accuracy",
+        "coulomb_split",
+        "qeq_tolerance",
+    }
     model_level = {"uncertainty"}
     assert set(_config_defaults()) - electrostatics - model_level <= network
 
