@@ -68,6 +68,7 @@ def screening_energies(
     cutoff: float,
     sigma_q: float,
     degree: int,
+    coulomb_constant: float = COULOMB_CONSTANT,
 ) -> torch.Tensor:
     """Per-atom energies (N,) eV of the screened short-range Coulomb part, to be ADDED to
     the Coulomb energies: -(k_e / 2) q_i sum_j q_j phi(r_ij) u(r_ij / r_c).
@@ -80,6 +81,8 @@ def screening_energies(
         cutoff: r_c (Å), the network's cutoff.
         sigma_q: Gaussian charge width (Å), the one of the Coulomb energy.
         degree: the polynomial degree of the envelope (the network's).
+        coulomb_constant: k_e (eV·Å/e²); an argument so that TorchScript (the exported
+            model) can compile the function (it cannot read module-level floats).
 
     Returns:
         (N,) eV; summed over a structure, minus the Coulomb energy of its pairs inside
@@ -88,6 +91,6 @@ def screening_energies(
     sender, receiver = edge_index[0], edge_index[1]
     r = torch.linalg.norm(edge_vectors, dim=-1)
     pair = screening_pair_energy(r, cutoff, sigma_q, degree)
-    per_edge = (-0.5 * COULOMB_CONSTANT) * charges[sender] * charges[receiver] * pair
+    per_edge = (-0.5 * coulomb_constant) * charges[sender] * charges[receiver] * pair
     out = torch.zeros_like(charges)
     return out.index_add(0, sender, per_edge)

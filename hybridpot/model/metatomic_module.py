@@ -43,6 +43,7 @@ class ExportedHybridModel(torch.nn.Module):
         self.screened = bool(model.model_config.screened)
         self.sigma_q = float(model.model_config.sigma_q)
         self.envelope_degree = int(model.model_config.polynomial_degree)
+        self.coulomb_constant = float(keys.COULOMB_CONSTANT)
         self.energy_name = keys.ENERGY
         self.charge_name = keys.METATOMIC_CHARGE
         self.neighbors = NeighborListOptions(
@@ -93,6 +94,7 @@ class ExportedHybridModel(torch.nn.Module):
                         self.cutoff,
                         self.sigma_q,
                         self.envelope_degree,
+                        self.coulomb_constant,
                     )
             atoms = torch.arange(n, device=positions.device)
             if selected_atoms is not None:
