@@ -294,6 +294,11 @@ def main() -> int:
     model_path = args.workdir / f"{NAME}.model"
     import torch
 
+    # MACE saves its model as a pickled nn.Module, which weights-only loading refuses. The
+    # file is the one MACE wrote a moment ago into this run's own work folder (never a
+    # downloaded or user-supplied file), and only its parameter count is read.
+    if not model_path.is_file() or model_path.resolve().parent != args.workdir.resolve():
+        raise FileNotFoundError(f"MACE wrote no model at {model_path}")
     model = torch.load(model_path, weights_only=False, map_location="cpu")
     metrics, n_test = test_metrics(model_path, args.test, args)
     best = min(rows, key=lambda r: r["val_loss"])["epoch"] if rows else None
