@@ -22,11 +22,11 @@ molecules, slabs and bulk cells.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..keys import COULOMB_CONSTANT
+from ..nn.radial import polynomial_envelope
+from .potential import pair_kernel
 
 
 def screening_pair_energy(
@@ -43,21 +43,10 @@ def screening_pair_energy(
     Returns:
         (E,) 1/Å (multiply by k_e q_i q_j for eV).
     """
-    d = r / cutoff
-    a = -(degree + 1) * (degree + 2) / 2.0
-    b = float(degree * (degree + 2))
-    c = -degree * (degree + 1) / 2.0
-    envelope = 1.0 + d**degree * (a + d * (b + d * c))
-    envelope = torch.where(d < 1.0, envelope, torch.zeros_like(envelope))
-    if sigma_q > 0.0:
-        # erf(r / 2 sigma) / r, with its Taylor series where r << sigma (finite at r = 0).
-        inv_a = 1.0 / (2.0 * sigma_q)
-        small = r < 1e-3 / inv_a
-        r_safe = torch.where(small, torch.full_like(r, 1.0 / inv_a), r)
-        series = (2.0 / math.sqrt(math.pi)) * inv_a * (1.0 - (r * inv_a) ** 2 / 3.0)
-        kernel = torch.where(small, series, torch.erf(r_safe * inv_a) / r_safe)
-    else:
-        kernel = 1.0 / r
+    # The network's own envelope and the Coulomb module's pair kernel (with no Ewald split:
+    # inverse width 0 leaves erf(r / 2 sigma_q) / r, or 1/r for point charges).
+    envelope = polynomial_envelope(r, cutoff, degree)
+    kernel = pair_kernel(r, sigma_q, torch.zeros_like(r))
     return kernel * envelope
 
 

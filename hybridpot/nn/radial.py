@@ -70,6 +70,21 @@ class BesselBasis(torch.nn.Module):
         return f"cutoff={self.cutoff}, num_radial={self.num_radial}, trainable={self.trainable}"
 
 
+def polynomial_envelope(r: torch.Tensor, cutoff: float, degree: int) -> torch.Tensor:
+    """u(r / r_c) (E,) of :class:`PolynomialEnvelope` for distances ``r`` (E,) Å: 1 at 0;
+    u, u' and u'' vanish at r_c; exactly 0 beyond. A plain function, so TorchScript
+    (exported models) compiles it."""
+    p = degree
+    # Coefficients fixed by u(1) = u'(1) = u''(1) = 0 with u(0) = 1.
+    a = -(p + 1) * (p + 2) / 2.0
+    b = float(p * (p + 2))
+    c = -p * (p + 1) / 2.0
+    d = r / cutoff
+    u = 1.0 + d**p * (a + d * (b + d * c))
+    # The polynomial does not stay 0 beyond d = 1: zero it there explicitly.
+    return torch.where(d < 1.0, u, torch.zeros_like(u))
+
+
 class PolynomialEnvelope(torch.nn.Module):
     """Smooth cutoff u(r / r_c): u(0) = 1; u, u' and u'' vanish at r_c; exactly 0 beyond.
 
@@ -85,17 +100,9 @@ class PolynomialEnvelope(torch.nn.Module):
         self.cutoff = _check_cutoff(cutoff)
         p = hp.check_polynomial_degree(degree)
         self.degree = p
-        # Coefficients fixed by u(1) = u'(1) = u''(1) = 0 with u(0) = 1.
-        self.a = -(p + 1) * (p + 2) / 2.0
-        self.b = float(p * (p + 2))
-        self.c = -p * (p + 1) / 2.0
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
-        d = r / self.cutoff
-        dp = d**self.degree
-        u = 1.0 + dp * (self.a + d * (self.b + d * self.c))
-        # The polynomial does not stay 0 beyond d = 1: zero it there explicitly.
-        return torch.where(d < 1.0, u, torch.zeros_like(u))
+        return polynomial_envelope(r, self.cutoff, self.degree)
 
     def extra_repr(self) -> str:
         return f"cutoff={self.cutoff}, degree={self.degree}"
