@@ -38,9 +38,10 @@ Datasets:
   and a test set; a fixed validation set of 20 frames is taken from the pool and a
   learning curve trains every variant on nested subsets of 50, 200 and all remaining
   frames. Per-element reference energies by least squares on each training subset.
-* ``spice-dipeptides``: train on the train file, validate and report on the validation
-  file; every variant with energy + forces, plus ``hybrid-mbis`` (the ``hybrid`` variant
-  with MBIS charges and dipoles as extra targets).
+* ``spice-dipeptides``: train on the train file less a seeded 10 % held out for
+  validation (early stopping, best epoch, offset refit), report on the validation file
+  (the test set: nothing selects on it); every variant with energy + forces, plus
+  ``hybrid-mbis`` (the ``hybrid`` variant with MBIS charges and dipoles as extra targets).
 
 Training to convergence. No fixed epoch budget: each run trains until the validation
 loss has not improved for ``--patience`` epochs (early stopping), with a plateau
@@ -55,7 +56,7 @@ means roughly the same number of optimiser steps:
 * NaCl(aq): patience 20 epochs of the full pool (~160 steps/epoch, batch 4); a subset of
   n frames gets P * ceil(n_full / n) epochs (the same number of steps), at most 500
   full-pool epochs' worth of steps;
-* SPICE: patience 20 epochs (495 frames, batch 4), at most 1000.
+* SPICE: patience 20 epochs (445 training frames, batch 4), at most 1000.
 
 ``--patience`` / ``--max-epochs`` replace the per-dataset values (NaCl subsets still
 scaled). Every run records ``epochs_run``, ``best_epoch`` and ``stop_reason``: "patience"
@@ -295,6 +296,7 @@ def fit_and_test(
         "converged": reason == "patience",
         "parameters": sum(p.numel() for p in result.model.parameters() if p.requires_grad),
         "n_train": len(read(files["train"])),
+        "n_valid": len(read(files["valid"])),
         "n_test": len(test_images),
         "counts": counts,
         "test": metrics,
@@ -443,13 +445,23 @@ def water_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
 
 
 def spice_runs(folder: Path, workdir: Path, quick: bool, models: list[str]):
-    """SPICE dipeptides: train file -> validation file; plus the hybrid with MBIS targets."""
-    train_file = folder / "spice-dipep-dipolar_train.xyz"
+    """SPICE dipeptides: train file (minus a seeded 10 % for validation) -> the validation
+    file as test set; plus the hybrid with MBIS targets."""
+    images = read(folder / "spice-dipep-dipolar_train.xyz")
     test_file = folder / "spice-dipep-dipolar_val.xyz"
+    # Early stopping, the best-epoch choice and the offset refit select on the validation
+    # molecules: they come out of the training file, never out of the reported test set.
+    order = np.random.default_rng(0).permutation(len(images))
+    n_valid = max(1, round(0.1 * len(images)))
+    valid, train = order[:n_valid], order[n_valid:]
     if quick:
-        train_file = write(read(train_file)[:12], workdir / "spice" / "train.xyz")
-        test_file = write(read(test_file)[:6], workdir / "spice" / "val.xyz")
-    files = {"train": train_file, "valid": test_file, "test": test_file}
+        valid, train = valid[:4], train[:12]
+        test_file = write(read(test_file)[:6], workdir / "spice" / "test.xyz")
+    files = {
+        "train": write([images[i] for i in train], workdir / "spice" / "train.xyz"),
+        "valid": write([images[i] for i in valid], workdir / "spice" / "valid.xyz"),
+        "test": test_file,
+    }
     keys = {"forces_key": "force", "charges_key": "mbi_charges", "dipole_key": "dipole"}
     training = {"batch_size": 4}
     for name in models:

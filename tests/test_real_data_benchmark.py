@@ -145,6 +145,8 @@ def test_quick_mode_trains_and_evaluates_every_default_variant(tmp_path, dataset
     if dataset == "spice-dipeptides":
         # The SPICE runs report charges and dipoles against the MBIS/DFT labels.
         mbis = runs["spice-dipeptides/hybrid-mbis"]
+        # Validation molecules come out of the training file, not out of the test set.
+        assert all((r["n_train"], r["n_valid"], r["n_test"]) == (12, 4, 6) for r in runs.values())
         assert mbis["counts"]["dipole"] == 3 * 6
         assert mbis["settings"]["training"]["loss"]["charges"] > 0
 
