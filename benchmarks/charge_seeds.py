@@ -7,8 +7,11 @@ agree, and the goal is agreement within 0.05 e per element.
 
 Data: ``dimer3`` is charged-dimers type 3 (polar + apolar, both neutral: the sign is
 free) with the real_data.py protocol (10 frames, monomers as fragments, interaction
-energy); ``spice`` is the first ``--frames`` molecules of the SPICE dipeptide training file
-(neutral molecules). Per-element means are taken over the test/validation structures.
+energy); ``nacl`` is NaCl(aq) with the real_data.py learning-curve protocol (the first
+``--frames`` frames of its training pool, its validation and test sets: charges that the
+long-range interactions of ions and water determine); ``spice`` is the first
+``--frames`` molecules of the SPICE dipeptide training file (neutral molecules).
+Per-element means are taken over the test/validation structures.
 
     python benchmarks/charge_seeds.py --data dimer3 --seeds 0 1 --max-time 240 \
         [--threads 1] [--output benchmarks/results/charge_seeds_dimer3.json]
@@ -47,6 +50,12 @@ def prepare(data: str, frames: int, workdir: Path, data_dir: Path):
             if "type-3" in key:
                 return files, keys, model, training["batch_size"]
         raise RuntimeError("charged-dimers type 3 not found")
+    if data == "nacl":
+        rd.WATER_SIZES = [str(frames)]
+        for _, _, model, training, files, keys in rd.water_runs(
+            data_dir / "nacl-water", workdir, False, ["hybrid"]
+        ):
+            return files, keys, model, training["batch_size"]
     folder = data_dir / "spice-dipeptides"
     train = rd.read(folder / "spice-dipep-dipolar_train.xyz")[:frames]
     files = {
@@ -71,8 +80,10 @@ def element_means(model, images, data_keys: dict) -> dict[str, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", choices=("dimer3", "spice"), default="dimer3")
-    parser.add_argument("--frames", type=int, default=100, help="SPICE training molecules")
+    parser.add_argument("--data", choices=("dimer3", "nacl", "spice"), default="dimer3")
+    parser.add_argument(
+        "--frames", type=int, default=100, help="SPICE molecules / NaCl(aq) frames to train on"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--max-time", type=float, default=240.0, help="seconds per run")
     parser.add_argument("--max-epochs", type=int, default=5000)
