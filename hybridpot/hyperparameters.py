@@ -41,8 +41,12 @@ COULOMB_METHOD = "auto"
 # "cutoff" removes pairs inside the network cutoff smoothly, "none" keeps every pair.
 COULOMB_SPLIT = "auto"  # "cutoff" for latent charges, "none" for Qeq
 COULOMB_SPLITS = ("auto", "none", "cutoff")
-# Scale of the initial raw charges (weights of the charge readout's output column).
-CHARGE_INIT_SCALE = 0.1
+# Scale of the initial raw charges (weights of the charge readout's output column):
+# "auto" is LATENT_CHARGE_INIT_SCALE with a Coulomb term (small charges keep the untrained
+# Coulomb energy small) and 1 without one (nothing to keep small: the charges are a side
+# output that a charge loss may fit).
+CHARGE_INIT_SCALE = "auto"
+LATENT_CHARGE_INIT_SCALE = 0.1
 COULOMB_ACCURACY = 1e-4  # relative RMS force error
 
 # --- charge equilibration (charge_model = "qeq") ----------------------------------------

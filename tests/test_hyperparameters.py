@@ -44,6 +44,13 @@ def _config_defaults() -> dict:
             out[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
             out[f.name] = f.default_factory()
+    # An "auto" default is compared as a default config resolves it (constructors take
+    # what it resolves to).
+    resolved = ModelConfig(elements=["H"], cutoff=5.0)
+    resolved.validate()
+    for name, value in out.items():
+        if value == "auto":
+            out[name] = getattr(resolved, name)
     return out
 
 

@@ -123,11 +123,13 @@ class ModelConfig:
     ``"cutoff"`` for latent charges and ``"none"`` for Qeq (whose charges equilibrate
     against the full interaction). See ``docs/theory.md``."""
 
-    charge_init_scale: float = hp.CHARGE_INIT_SCALE
+    charge_init_scale: float | str = hp.CHARGE_INIT_SCALE
     """Scale of the initial raw charges: the charge readout's output weights are multiplied
     by it when the model is built (1 = the plain initialisation, charges of order 1 e).
     Small initial charges keep the untrained Coulomb energy small, so the charges grow
-    only as far as they lower the loss."""
+    only as far as they lower the loss. ``"auto"`` (resolved when the model is built) is
+    0.1 with a Coulomb term and 1 without one (a short-range model's charges never enter
+    its energy; shrinking them only slows a charge loss)."""
 
     coulomb_method: str = hp.COULOMB_METHOD
     """Electrostatics: ``"auto"`` (by pbc), ``"pme"``, ``"ewald"``, ``"p3m"`` or ``"direct"``."""
@@ -202,6 +204,24 @@ class ModelConfig:
                             f"{f.name}[{key!r}] must be a finite number (eV), got {number!r}"
                         )
 
+    def _resolve_charge_init_scale(self) -> None:
+        """``charge_init_scale``: "auto" -> a number (see the field), numbers checked."""
+        value = self.charge_init_scale
+        if value == "auto":
+            value = hp.LATENT_CHARGE_INIT_SCALE if self.coulomb else 1.0
+        elif isinstance(value, str):
+            try:
+                value = float(value)  # YAML 1.1 reads 1e-1 as text
+            except ValueError:
+                raise ValueError(
+                    f"charge_init_scale must be 'auto' or a positive number, got {value!r}"
+                ) from None
+        if not _is_number(value) or not (math.isfinite(value) and value > 0):
+            raise ValueError(
+                f"charge_init_scale must be 'auto' or a positive number, got {value!r}"
+            )
+        self.charge_init_scale = float(value)
+
     def validate(self) -> None:
         """Raise TypeError or ValueError naming the first field with an invalid value."""
         self._check_types()
@@ -228,10 +248,7 @@ class ModelConfig:
         hp.check_choice(self.coulomb_split, "coulomb_split", hp.COULOMB_SPLITS)
         if self.coulomb_split == "auto":  # resolved here, so saved configs say which
             self.coulomb_split = "none" if self.charge_model == "qeq" else "cutoff"
-        if not self.charge_init_scale > 0:
-            raise ValueError(
-                f"charge_init_scale must be a positive number, got {self.charge_init_scale!r}"
-            )
+        self._resolve_charge_init_scale()
         hp.check_sigma_q(self.sigma_q)
         hp.check_accuracy(self.coulomb_accuracy, "coulomb_accuracy")
         hp.check_choice(self.charge_model, "charge_model", hp.CHARGE_MODELS)

@@ -121,7 +121,7 @@ class EquivariantNetwork(torch.nn.Module):
         readout_mlp: tuple[int, ...] = hp.READOUT_MLP,
         predict_dipoles: bool = False,
         charge_model: str = hp.CHARGE_MODEL,
-        charge_init_scale: float = hp.CHARGE_INIT_SCALE,
+        charge_init_scale: float = hp.LATENT_CHARGE_INIT_SCALE,
     ) -> None:
         super().__init__()
         elements = check_elements(elements)

@@ -143,3 +143,25 @@ def test_charge_init_scale_scales_the_untrained_charges():
     torch.testing.assert_close(charges[0.1], 0.1 * charges[1.0])
     with pytest.raises(ValueError, match="charge_init_scale"):
         hybridpot.build_model(small_model_config(charge_init_scale=0.0))
+
+
+def test_auto_charge_init_scale_shrinks_only_charges_with_a_coulomb_term():
+    atoms = random_structure(seed=2, n=8)
+    charges = {}
+    for coulomb, scale in ((True, "auto"), (False, "auto"), (True, 1.0), (True, "0.1")):
+        torch.manual_seed(0)
+        config = small_model_config(coulomb=coulomb, charge_init_scale=scale)
+        model = hybridpot.build_model(config)
+        graph = graph_from_atoms(atoms, model.cutoff, dtype=torch.float64)
+        out = model(graph, compute_forces=False, compute_stress=False)["charges"]
+        charges[(coulomb, scale)] = out
+        # Saved configs say which number was used.
+        expected = (0.1 if coulomb else 1.0) if scale == "auto" else float(scale)
+        assert model.config["charge_init_scale"] == expected
+    torch.testing.assert_close(charges[(True, "auto")], 0.1 * charges[(True, 1.0)])
+    torch.testing.assert_close(charges[(True, "0.1")], charges[(True, "auto")])
+    # Without a Coulomb term the charges start at the plain initialisation.
+    torch.testing.assert_close(charges[(False, "auto")], charges[(True, 1.0)])
+    for bad in ("small", -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="charge_init_scale must be 'auto' or a positive"):
+            hybridpot.build_model(small_model_config(charge_init_scale=bad))
