@@ -110,6 +110,16 @@ def check_sigma_q(sigma_q) -> float:
     return float(sigma_q)
 
 
+def check_charge_init_scale(scale) -> float:
+    """A resolved ``charge_init_scale``: a finite number > 0 ("auto" is resolved by
+    the model config)."""
+    if not _is_real(scale):
+        raise TypeError(f"charge_init_scale must be a number, got {scale!r}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"charge_init_scale must be finite and > 0, got {scale!r}")
+    return float(scale)
+
+
 def check_skin(skin) -> float:
     """A Verlet skin (Å): a finite number >= 0 (0: lists rebuilt at every call)."""
     if not _is_real(skin):

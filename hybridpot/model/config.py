@@ -205,7 +205,7 @@ class ModelConfig:
                         )
 
     def _resolve_charge_init_scale(self) -> None:
-        """``charge_init_scale``: "auto" -> a number (see the field), numbers checked."""
+        """``charge_init_scale``: "auto" -> a number (see the field), then checked."""
         value = self.charge_init_scale
         if value == "auto":
             value = hp.LATENT_CHARGE_INIT_SCALE if self.coulomb else 1.0
@@ -214,13 +214,9 @@ class ModelConfig:
                 value = float(value)  # YAML 1.1 reads 1e-1 as text
             except ValueError:
                 raise ValueError(
-                    f"charge_init_scale must be 'auto' or a positive number, got {value!r}"
+                    f"charge_init_scale must be 'auto' or a number > 0, got {value!r}"
                 ) from None
-        if not _is_number(value) or not (math.isfinite(value) and value > 0):
-            raise ValueError(
-                f"charge_init_scale must be 'auto' or a positive number, got {value!r}"
-            )
-        self.charge_init_scale = float(value)
+        self.charge_init_scale = hp.check_charge_init_scale(value)
 
     def validate(self) -> None:
         """Raise TypeError or ValueError naming the first field with an invalid value."""

@@ -15,7 +15,6 @@ absorb the excess charge (e.g. the counter-ion rather than a water molecule).
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch
@@ -23,7 +22,13 @@ from e3nn import nn as e3nn_nn
 from e3nn import o3
 
 from ..data.segments import gather_segments, segment_sum
-from ..hyperparameters import CHARGE_PROJECTIONS, ENERGY_SCALE, QEQ_MIN_HARDNESS, check_choice
+from ..hyperparameters import (
+    CHARGE_PROJECTIONS,
+    ENERGY_SCALE,
+    QEQ_MIN_HARDNESS,
+    check_charge_init_scale,
+    check_choice,
+)
 from ..keys import ATOMIC_DIPOLES  # noqa: F401 (re-exported by hybridpot.nn)
 
 # Smallest per-atom weight of the "weighted" projection: keeps sum_j w_j > 0 even when the
@@ -160,10 +165,7 @@ class ChargeReadout(torch.nn.Module):
         super().__init__()
         check_choice(projection, "charge_projection", CHARGE_PROJECTIONS)
         hidden = _check_mlp(hidden, "readout_mlp")
-        if isinstance(init_scale, bool) or not isinstance(init_scale, numbers.Real):
-            raise TypeError(f"charge_init_scale must be a number, got {init_scale!r}")
-        if not (init_scale > 0 and math.isfinite(init_scale)):
-            raise ValueError(f"charge_init_scale must be finite and > 0, got {init_scale}")
+        init_scale = check_charge_init_scale(init_scale)
         self.projection = projection
         num_out = 2 if projection == "weighted" else 1
         self.mlp = e3nn_nn.FullyConnectedNet(

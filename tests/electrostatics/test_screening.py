@@ -162,6 +162,10 @@ def test_auto_charge_init_scale_shrinks_only_charges_with_a_coulomb_term():
     torch.testing.assert_close(charges[(True, "0.1")], charges[(True, "auto")])
     # Without a Coulomb term the charges start at the plain initialisation.
     torch.testing.assert_close(charges[(False, "auto")], charges[(True, 1.0)])
-    for bad in ("small", -1.0, float("nan"), True):
-        with pytest.raises(ValueError, match="charge_init_scale must be 'auto' or a positive"):
+    with pytest.raises(ValueError, match="charge_init_scale must be 'auto' or a number"):
+        hybridpot.build_model(small_model_config(charge_init_scale="small"))
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="charge_init_scale must be finite and > 0"):
             hybridpot.build_model(small_model_config(charge_init_scale=bad))
+    with pytest.raises(TypeError, match="charge_init_scale must be a number"):
+        hybridpot.build_model(small_model_config(charge_init_scale=True))
