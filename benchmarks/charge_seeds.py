@@ -10,7 +10,7 @@ free) with the real_data.py protocol (10 frames, monomers as fragments, interact
 energy); ``nacl`` is NaCl(aq) with the real_data.py learning-curve protocol (the first
 ``--frames`` frames of its training pool, its validation and test sets: charges that the
 long-range interactions of ions and water determine); ``spice`` is the first
-``--frames`` molecules of the SPICE dipeptide training file (neutral molecules).
+``--frames`` molecules of real_data.py's SPICE training split (neutral molecules).
 Per-element means are taken over the test/validation structures.
 
     python benchmarks/charge_seeds.py --data dimer3 --seeds 0 1 --max-time 240 \
@@ -56,14 +56,14 @@ def prepare(data: str, frames: int, workdir: Path, data_dir: Path):
             data_dir / "nacl-water", workdir, False, ["hybrid"]
         ):
             return files, keys, model, training["batch_size"]
-    folder = data_dir / "spice-dipeptides"
-    train = rd.read(folder / "spice-dipep-dipolar_train.xyz")[:frames]
-    files = {
-        "train": rd.write(train, workdir / "spice-train.xyz"),
-        "valid": folder / "spice-dipep-dipolar_val.xyz",
-        "test": folder / "spice-dipep-dipolar_val.xyz",
-    }
-    return files, {"forces_key": "force"}, {}, 4
+    # SPICE: real_data.py's split (validation held out of the training file), training on
+    # the first ``frames`` molecules of its training part; energy and forces only.
+    for _, _, model, training, files, _ in rd.spice_runs(
+        data_dir / "spice-dipeptides", workdir, False, ["hybrid"]
+    ):
+        train = rd.read(files["train"])[:frames]
+        files = {**files, "train": rd.write(train, workdir / "spice-train.xyz")}
+        return files, {"forces_key": "force"}, model, training["batch_size"]
 
 
 def element_means(model, images, data_keys: dict) -> dict[str, float]:
