@@ -94,6 +94,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if len(args.seeds) < 2:
         parser.error("--seeds needs at least two seeds to compare")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds must be different seeds, got {args.seeds}")
+    if args.frames < 1:
+        parser.error(f"--frames must be a positive number of structures, got {args.frames}")
     output = args.output or HERE / "results" / f"charge_seeds_{args.data}.json"
 
     import torch

@@ -22,9 +22,17 @@ def run(tmp_path, *args):
     )
 
 
-def test_one_seed_is_refused_by_name(tmp_path):
-    done = run(tmp_path, "--seeds", "0")
-    assert done.returncode == 2 and "--seeds" in done.stderr
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (("--seeds", "0"), "--seeds"),
+        (("--seeds", "1", "1"), "--seeds"),
+        (("--frames", "0"), "--frames"),
+    ],
+)
+def test_bad_arguments_are_refused_by_name(tmp_path, args, flag):
+    done = run(tmp_path, *args)
+    assert done.returncode == 2 and flag in done.stderr, done.stderr[-500:]
     assert not (tmp_path / "seeds.json").exists()
 
 
