@@ -12,6 +12,10 @@ held-out structures. A variant is a set of model-config overrides on top of
 * ``hybrid-screened``: the Coulomb energy of pairs inside the network cutoff smoothly
   removed (model-config key ``coulomb_split: "cutoff"``; needs a hybridpot that has it);
 * ``hybrid``: the library defaults with the Coulomb term on (whatever default won);
+* ``hybrid-qeq``: charge equilibration (``charge_model: "qeq"``) instead of latent
+  charges: the network predicts electronegativities and hardnesses, and the charges
+  minimise the Qeq energy in each structure, so they respond to their surroundings
+  (polarisation, which fixed latent charges lack);
 * ``invariant-hybrid``: ``hybrid`` with ``l_max`` 0 and scalar-only hidden irreps
   ``"Nx0e"``, N chosen (:func:`invariant_twin`) so that its parameter count is the
   closest to the equivariant ``hybrid`` for the dataset's elements (within ~5%): the
@@ -123,6 +127,7 @@ VARIANTS = {
     "hybrid-wide": {"coulomb": True, "sigma_q": NETWORK["cutoff"] / 2.5, "coulomb_split": "none"},
     "hybrid-screened": {"coulomb": True, "coulomb_split": "cutoff"},
     "hybrid": {"coulomb": True},
+    "hybrid-qeq": {"coulomb": True, "charge_model": "qeq"},
     "invariant-hybrid": {"coulomb": True, "l_max": 0},
 }
 #: MACE variants (trained by benchmarks/_mace_train.py in its own environment).

@@ -275,7 +275,7 @@ def test_training_on_nothing_stops_and_lists_the_keys(workspace, capsys, tmp_pat
     arguments = ["train", str(workspace["config"]), f"data.train={data}", f"output_dir={out_dir}"]
     assert main([*arguments, "--quiet"]) == 2
     line = _error_line(capsys)
-    assert "loss.energy is 1 but no training structure has a energy label" in line
+    assert "loss.energy is 100 but no training structure has a energy label" in line
     assert "(key 'energy', data.energy_key)" in line and "'REF_energy'" in line
     assert "'REF_forces'" in line
     assert not (out_dir / "model.pt").exists()
