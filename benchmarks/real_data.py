@@ -360,6 +360,7 @@ def mace_fit_and_test(
         raise RuntimeError(f"{key}: MACE worker failed:\n{done.stderr[-3000:]}")
     row = json.loads(done.stdout.strip().splitlines()[-1])
     row["converged"] = row["stop_reason"] == "patience"
+    row["n_valid"] = len(read(files["valid"]))  # as for hybridpot's rows
     return row
 
 

@@ -191,6 +191,7 @@ def test_mace_is_trained_and_tested_on_the_same_dimer_files(tmp_path):
     )
     row = report["runs"]["charged-dimers/type-0/mace"]
     assert row["code"] == "mace" and row["n_train"] == 4 and row["n_test"] == 3
+    assert row["n_valid"] == 4  # the dimers validate on their training frames
     assert row["stop_reason"] == "max_epochs" and row["epochs_run"] == len(row["history"]) == 3
     # Counted on the model MACE's calculator loaded for the test errors.
     assert isinstance(row["parameters"], int) and row["parameters"] > 1000
