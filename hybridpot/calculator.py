@@ -38,6 +38,14 @@ class HybridCalculator(Calculator):
         total_charge_key: the ``atoms.info`` key of the total charge; default: the key the
             model was trained with (stored in the model file; ``"charge"`` for models that
             did not store one).
+        fragment_key, fragment_charges_key, fragment_split_key: where the fragments are
+            read from (``atoms.arrays[fragment_key]`` ids with ``atoms.info`` charges under
+            ``fragment_charges_key``, one key or a list of one per fragment; or a split
+            index ``atoms.info[fragment_split_key]``); each defaults to the key the model
+            was trained with (stored in the model file; ``"fragment"``,
+            ``"fragment_charges"`` and no split for models that did not store them), so a
+            model trained on e.g. the LODE dimer files (``indexB``, ``chargeA``,
+            ``chargeB``) reads their fragments as training did.
         electric_field: a uniform external field (3 numbers, V/Å) applied to every
             structure; ``atoms.info["electric_field"]`` sets it per structure instead (giving
             both is a ValueError). Non-periodic structures gain the energy -M·E, periodic
@@ -55,8 +63,9 @@ class HybridCalculator(Calculator):
     only, from the positions as given), ``electrostatic_potential`` (N, eV/e, dE/dq_i) and
     ``born_effective_charges`` (N×3×3, e, Z*_i[a, b] = dM_a/dr_ib; computed only when
     asked, e.g. ``calc.get_property("born_effective_charges", atoms)``). Fragments
-    (``atoms.arrays["fragment"]`` with ``atoms.info["fragment_charges"]``) fix the charge of
-    each fragment (see :mod:`hybridpot.data.fragments`). A model with a fitted
+    (by default ``atoms.arrays["fragment"]`` with ``atoms.info["fragment_charges"]``, or
+    the keys the model was trained with) fix the charge of each fragment (see
+    :mod:`hybridpot.data.fragments`). A model with a fitted
     uncertainty (:func:`hybridpot.uncertainty.fit_uncertainty`) adds the calibrated
     standard deviations ``energy_uncertainty`` (eV), ``forces_uncertainty`` (N, eV/Å, of
     each force component) and, when calibrated, ``charges_uncertainty`` (N, e); asking a
@@ -103,6 +112,9 @@ class HybridCalculator(Calculator):
         device: str = "cpu",
         dtype: str = "float64",
         total_charge_key: str | None = None,
+        fragment_key: str | None = None,
+        fragment_charges_key: str | list[str] | None = None,
+        fragment_split_key: str | None = None,
         electric_field=None,
         skin: float = 1.0,
         **kwargs,
@@ -130,6 +142,17 @@ class HybridCalculator(Calculator):
                 f"total_charge_key must be a non-empty string, got {total_charge_key!r}"
             )
         self.total_charge_key = total_charge_key
+        from .model.io import check_fragment_keys, model_fragment_keys
+
+        given = {
+            "fragment_key": fragment_key,
+            "fragment_charges_key": fragment_charges_key,
+            "fragment_split_key": fragment_split_key,
+        }
+        #: ``{DataConfig field: key}``: where fragments are read from (the model's by default).
+        self.fragment_keys = check_fragment_keys(
+            model_fragment_keys(model) | {k: v for k, v in given.items() if v is not None}
+        )
         self.electric_field = (
             None if electric_field is None else check_electric_field(electric_field)
         )
@@ -185,7 +208,15 @@ class HybridCalculator(Calculator):
                 given both to the calculator and in ``atoms.info``.
         """
         charge = self.total_charge(atoms)
-        fragments = fragments_from_atoms(atoms, total_charge=charge, where="atoms")
+        k = self.fragment_keys
+        fragments = fragments_from_atoms(
+            atoms,
+            fragment_key=k["fragment_key"],
+            charges_key=k["fragment_charges_key"],
+            split_key=k["fragment_split_key"],
+            total_charge=charge,
+            where="atoms",
+        )
         field = atoms.info.get(keys.ELECTRIC_FIELD_INFO)
         if field is not None:
             if self.electric_field is not None:

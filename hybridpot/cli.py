@@ -107,20 +107,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--fragment-key",
-        default=defaults.fragment_key,
-        help="arrays key of per-atom fragment ids (default: %(default)s)",
+        default=None,
+        help="arrays key of per-atom fragment ids (default: the key the model was trained with)",
     )
     evaluate.add_argument(
         "--fragment-charges-key",
         nargs="+",
-        default=[defaults.fragment_charges_key],
-        help="info key of the fragment charges, or one info key per fragment "
-        "(default: %(default)s)",
+        default=None,
+        help="info key of the fragment charges, or one info key per fragment (default: "
+        "the key(s) the model was trained with)",
     )
     evaluate.add_argument(
         "--fragment-split-key",
         default=None,
-        help="info key of a split index k: atoms 0..k-1 are fragment 0, the rest fragment 1",
+        help="info key of a split index k: atoms 0..k-1 are fragment 0, the rest fragment "
+        "1 (default: the key the model was trained with, if any)",
     )
     evaluate.add_argument(
         "--electric-field-key",
@@ -340,11 +341,20 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    from .model.io import model_total_charge_key
+    from .model.io import model_fragment_keys, model_total_charge_key
 
     model = _load_model(args.model, args.device)
     if args.total_charge_key is None:
         args.total_charge_key = model_total_charge_key(model)
+    # Fragments are read the way the model was trained unless a key is given here.
+    trained = model_fragment_keys(model)
+    if args.fragment_key is None:
+        args.fragment_key = trained["fragment_key"]
+    if args.fragment_charges_key is None:
+        charges_key = trained["fragment_charges_key"]
+        args.fragment_charges_key = [charges_key] if isinstance(charges_key, str) else charges_key
+    if args.fragment_split_key is None:
+        args.fragment_split_key = trained["fragment_split_key"]
     data_keys = DataConfig(
         format=args.format,
         energy_key=args.energy_key,

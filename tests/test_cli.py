@@ -184,6 +184,35 @@ def test_evaluate_bec_with_fragments_and_a_field(workspace, capsys, tmp_path):
         assert atoms.info["energy_field"] != 0.0
 
 
+def test_evaluate_reads_fragments_with_the_keys_the_model_was_trained_with(
+    workspace, capsys, tmp_path
+):
+    """Trained on fragments under other keys (the LODE dimer convention), the model file
+    remembers them: evaluate without fragment flags still holds each fragment's charge."""
+    images = ase.io.read(workspace["clusters"], ":")
+    for atoms in images:
+        atoms.info.update(split=2, qa=0.5, qb=-0.5)
+    data = tmp_path / "dimers.xyz"
+    ase.io.write(data, images, format="extxyz")
+    run = tmp_path / "run"
+    overrides = [f"data.train={data}", "data.val_fraction=0", f"output_dir={run}", "epochs=1"]
+    overrides += ["data.fragment_split_key=split", "data.fragment_charges_key=[qa, qb]"]
+    overrides += ["model.coulomb=true", "--quiet"]
+    assert main(["train", str(workspace["config"]), *overrides]) == 0
+    assert hybridpot.load_model(run / "model.pt").fragment_keys == {
+        "fragment_key": "fragment",
+        "fragment_charges_key": ["qa", "qb"],
+        "fragment_split_key": "split",
+    }
+    out = tmp_path / "pred.xyz"
+    assert main(["evaluate", str(run / "model.pt"), str(data), "-o", str(out), "--quiet"]) == 0
+    for atoms in ase.io.read(out, ":"):
+        q = atoms.get_charges()
+        assert q[:2].sum() == pytest.approx(0.5, abs=1e-6)  # 8 decimals in the file
+        assert q[2:].sum() == pytest.approx(-0.5, abs=1e-6)
+    capsys.readouterr()
+
+
 def test_evaluate_bad_input(workspace, capsys, tmp_path):
     model, data = str(workspace["model"]), str(workspace["data"])
     assert main(["evaluate", str(tmp_path / "none.pt"), data]) == 2

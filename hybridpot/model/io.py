@@ -3,7 +3,9 @@
 A model file is ``torch.save`` of a plain dict:
 
     {"format_version": int, "config": JSON str, "metadata": JSON str,
-     "data_keys": {"total_charge": str}, "state_dict": {name: tensor}}
+     "data_keys": {"total_charge": str, "fragment": str, "fragment_charges": str | [str],
+                   "fragment_split": str | None},
+     "state_dict": {name: tensor}}
 
 and is read with ``torch.load(..., weights_only=True)``, so a file from a stranger cannot
 run code: anything but tensors and plain containers is refused. Writes are atomic
@@ -21,6 +23,10 @@ Format history:
 - 3: ``config["coulomb_split"]`` (Coulomb of pairs inside the cutoff kept or screened
   away); models of versions 1-2 kept every pair, which the upgrade writes out as
   ``"none"`` (the default became ``"cutoff"`` for latent charges).
+
+Within version 3, ``data_keys`` gained the fragment keys the model was trained with
+(``fragment``, ``fragment_charges``, ``fragment_split``). They are optional entries, not a
+new version: a file without them reads with the training defaults, as before.
 """
 
 from __future__ import annotations
@@ -47,6 +53,71 @@ def model_total_charge_key(model) -> str:
     the trainer; the training default for a model that has none)."""
     key = getattr(model, "total_charge_key", None)
     return key if isinstance(key, str) and key else default_total_charge_key()
+
+
+#: The fragment data keys a model file stores (``payload["data_keys"]`` entry -> the
+#: :class:`hybridpot.train.config.DataConfig` field), so that evaluation and the calculator
+#: read fragments the way training did (e.g. the LODE ``indexB`` split).
+FRAGMENT_KEY_FIELDS = {
+    "fragment": "fragment_key",
+    "fragment_charges": "fragment_charges_key",
+    "fragment_split": "fragment_split_key",
+}
+
+
+def default_fragment_keys() -> dict:
+    """The training defaults of the fragment keys, as ``{DataConfig field: value}``: what
+    a model file that stored none (written before they were stored) is read with."""
+    from ..train.config import DataConfig
+
+    return {name: getattr(DataConfig, name) for name in FRAGMENT_KEY_FIELDS.values()}
+
+
+def check_fragment_keys(fragment_keys: dict) -> dict:
+    """Validate fragment data keys ``{DataConfig field: value}`` (missing fields take the
+    training defaults) and return them complete.
+
+    Raises:
+        ValueError: an unknown field, a ``fragment_key`` that is not a non-empty string, a
+            ``fragment_charges_key`` that is neither a non-empty string nor a non-empty
+            list of them, or a ``fragment_split_key`` that is neither None nor a non-empty
+            string.
+    """
+    if not isinstance(fragment_keys, dict):
+        raise ValueError(f"fragment keys must be a dict, got {type(fragment_keys).__name__}")
+    unknown = sorted(set(fragment_keys) - set(FRAGMENT_KEY_FIELDS.values()))
+    if unknown:
+        raise ValueError(
+            f"unknown fragment keys {unknown}; expected {sorted(FRAGMENT_KEY_FIELDS.values())}"
+        )
+    keys = {**default_fragment_keys(), **fragment_keys}
+
+    def name(value) -> bool:
+        return isinstance(value, str) and bool(value)
+
+    charges = keys["fragment_charges_key"]
+    if isinstance(charges, tuple):
+        charges = keys["fragment_charges_key"] = list(charges)
+    if not name(keys["fragment_key"]):
+        raise ValueError(f"fragment_key must be a non-empty string, got {keys['fragment_key']!r}")
+    if not (name(charges) or (isinstance(charges, list) and charges and all(map(name, charges)))):
+        raise ValueError(
+            "fragment_charges_key must be a non-empty string or a non-empty list of them, "
+            f"got {charges!r}"
+        )
+    if keys["fragment_split_key"] is not None and not name(keys["fragment_split_key"]):
+        raise ValueError(
+            "fragment_split_key must be None or a non-empty string, got "
+            f"{keys['fragment_split_key']!r}"
+        )
+    return keys
+
+
+def model_fragment_keys(model) -> dict:
+    """The fragment data keys ``{DataConfig field: value}`` ``model`` was trained with (set
+    by :func:`load_model` or the trainer; the training defaults for a model that has
+    none)."""
+    return check_fragment_keys(getattr(model, "fragment_keys", None) or {})
 
 
 def complete_atomic_energies(config: dict) -> dict:
@@ -109,6 +180,7 @@ def save_model(
     metadata: dict | None = None,
     *,
     total_charge_key: str | None = None,
+    fragment_keys: dict | None = None,
 ) -> None:
     """Write ``model`` (weights + config + format version + optional metadata) to ``path``.
 
@@ -119,10 +191,16 @@ def save_model(
         total_charge_key: the ``atoms.info`` key of the total charge the model was
             trained with (the calculator reads it); default: ``model.total_charge_key``
             when set, else ``"charge"``.
+        fragment_keys: the fragment data keys the model was trained with,
+            ``{"fragment_key": ..., "fragment_charges_key": ..., "fragment_split_key":
+            ...}`` (fields of :class:`hybridpot.train.config.DataConfig`; missing ones take
+            the training defaults). Evaluation and the calculator read fragments with
+            them. Default: ``model.fragment_keys`` when set, else the training defaults.
 
     Raises:
         TypeError: ``model`` is not a HybridModel, or ``metadata`` is not JSON-serialisable.
-        ValueError: ``total_charge_key`` is not a non-empty string.
+        ValueError: ``total_charge_key`` is not a non-empty string, or a bad
+            ``fragment_keys`` (see :func:`check_fragment_keys`).
     """
     if not isinstance(model, HybridModel):
         raise TypeError(f"model must be a HybridModel, got {type(model).__name__}")
@@ -130,6 +208,9 @@ def save_model(
         total_charge_key = model_total_charge_key(model)
     if not isinstance(total_charge_key, str) or not total_charge_key:
         raise ValueError(f"total_charge_key must be a non-empty string, got {total_charge_key!r}")
+    fragment_keys = (
+        model_fragment_keys(model) if fragment_keys is None else check_fragment_keys(fragment_keys)
+    )
     if metadata is not None and not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
     try:
@@ -141,7 +222,10 @@ def save_model(
         "format_version": FORMAT_VERSION,
         "config": json.dumps(model.config),
         "metadata": metadata_text,
-        "data_keys": {"total_charge": total_charge_key},
+        "data_keys": {
+            "total_charge": total_charge_key,
+            **{entry: fragment_keys[field] for entry, field in FRAGMENT_KEY_FIELDS.items()},
+        },
         "state_dict": state,
     }
     atomic_save(payload, path)
@@ -185,4 +269,12 @@ def load_model(path: str | os.PathLike) -> HybridModel:
     model.load_state_dict(state)
     model.metadata = json.loads(payload.get("metadata", "{}"))
     model.total_charge_key = payload["data_keys"]["total_charge"]
+    # Files written before the fragment keys were stored read with the training defaults.
+    model.fragment_keys = check_fragment_keys(
+        {
+            field: payload["data_keys"][entry]
+            for entry, field in FRAGMENT_KEY_FIELDS.items()
+            if entry in payload["data_keys"]
+        }
+    )
     return model

@@ -605,6 +605,7 @@ class Trainer:
     def finish(self) -> TrainResult:
         """Export the best weights, evaluate them, and write model, metrics and plots."""
         from ..model import save_model
+        from ..model.io import FRAGMENT_KEY_FIELDS
 
         self.model.load_state_dict(self.best_state)
         metrics: dict = {}
@@ -667,6 +668,9 @@ class Trainer:
             self.out / MODEL,
             metadata=metadata,
             total_charge_key=self.config.data.total_charge_key,
+            fragment_keys={
+                field: getattr(self.config.data, field) for field in FRAGMENT_KEY_FIELDS.values()
+            },
         )
         write_json(
             {

@@ -81,6 +81,10 @@ class EnsembleModel(torch.nn.Module):
     def total_charge_key(self):
         return getattr(self.members[0], "total_charge_key", None)
 
+    @property
+    def fragment_keys(self):
+        return getattr(self.members[0], "fragment_keys", None)
+
     def uncertainty_keys(self) -> list[str]:
         """The ``*_UNCERTAINTY`` output keys this ensemble predicts (the calibrated ones)."""
         return [

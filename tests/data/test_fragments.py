@@ -204,3 +204,87 @@ def test_a_bad_split_index_is_named(split):
     atoms.info.update(indexB=split, chargeA=1, chargeB=-1)
     with pytest.raises(ValueError, match=r"split index info\['indexB'\] must be an integer"):
         fragments_from_atoms(atoms, split_key="indexB", charges_key=["chargeA", "chargeB"])
+
+
+# ---------------------------------------------------------------- keys kept in the model file
+DIMER_KEYS = {"fragment_split_key": "indexB", "fragment_charges_key": ["chargeA", "chargeB"]}
+
+
+def dimer_file_structure(gap: float = 8.0) -> ase.Atoms:
+    """``two_ions`` with its fragments under the LODE dimer keys only."""
+    atoms = two_ions(gap)
+    del atoms.arrays["fragment"]
+    del atoms.info["fragment_charges"]
+    atoms.info.update(indexB=4, chargeA=1.0, chargeB=-1.0)
+    return atoms
+
+
+def test_the_model_file_keeps_the_fragment_keys_and_the_calculator_reads_them(model, tmp_path):
+    """A model trained on the dimer keys evaluates dimer files with them, without being
+    told: the charges of each monomer sum to its own total, and the energy is the one of
+    the same fragments given under the default keys."""
+    path = tmp_path / "dimer_model.pt"
+    hybridpot.save_model(model, path, fragment_keys=DIMER_KEYS)
+    loaded = hybridpot.load_model(path)
+    assert loaded.fragment_keys == {"fragment_key": "fragment", **DIMER_KEYS}
+
+    atoms = dimer_file_structure()
+    atoms.calc = hybridpot.HybridCalculator(model=loaded)
+    q = atoms.get_charges()
+    assert abs(q[:4].sum() - 1.0) <= 1e-12 and abs(q[4:].sum() + 1.0) <= 1e-12
+    explicit = two_ions(8.0)  # the same fragments under the default keys
+    explicit.calc = hybridpot.HybridCalculator(model=model)
+    assert atoms.get_potential_energy() == pytest.approx(explicit.get_potential_energy(), abs=1e-12)
+    # Without the stored keys the split would be ignored: a different answer.
+    plain = dimer_file_structure()
+    plain.calc = hybridpot.HybridCalculator(model=model)
+    assert abs(plain.get_charges()[:4].sum() - 1.0) > 1e-3
+
+    # A key given to the calculator replaces the stored one.
+    renamed = dimer_file_structure()
+    renamed.info["split"] = renamed.info.pop("indexB")
+    renamed.calc = hybridpot.HybridCalculator(model=loaded, fragment_split_key="split")
+    assert renamed.get_potential_energy() == pytest.approx(
+        explicit.get_potential_energy(), abs=1e-12
+    )
+    # The stored split key absent from the structure: charges without ids is an error.
+    renamed.calc = hybridpot.HybridCalculator(model=loaded)
+    with pytest.raises(ValueError, match="fragment charges .* are given but no fragment ids"):
+        renamed.get_potential_energy()
+
+
+def test_model_files_without_fragment_keys_read_with_the_defaults(model, tmp_path):
+    path = tmp_path / "m.pt"
+    hybridpot.save_model(model, path)
+    payload = torch.load(path, weights_only=True)
+    assert payload["data_keys"] == {
+        "total_charge": "charge",
+        "fragment": "fragment",
+        "fragment_charges": "fragment_charges",
+        "fragment_split": None,
+    }
+    payload["data_keys"] = {"total_charge": "charge"}  # as written before the keys
+    torch.save(payload, path)
+    assert hybridpot.load_model(path).fragment_keys == {
+        "fragment_key": "fragment",
+        "fragment_charges_key": "fragment_charges",
+        "fragment_split_key": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fragment_keys", "message"),
+    [
+        ({"fragment_key": ""}, "fragment_key must be a non-empty string"),
+        ({"fragment_charges_key": []}, "fragment_charges_key must be a non-empty string or"),
+        ({"fragment_charges_key": ["qa", 3]}, "fragment_charges_key must be a non-empty"),
+        ({"fragment_split_key": 4}, "fragment_split_key must be None or a non-empty string"),
+        ({"split_key": "indexB"}, r"unknown fragment keys \['split_key'\]"),
+    ],
+)
+def test_bad_fragment_keys_are_named(model, tmp_path, fragment_keys, message):
+    with pytest.raises(ValueError, match=message):
+        hybridpot.save_model(model, tmp_path / "m.pt", fragment_keys=fragment_keys)
+    if "split_key" not in fragment_keys:  # not a calculator argument
+        with pytest.raises(ValueError, match=message):
+            hybridpot.HybridCalculator(model=model, **fragment_keys)
