@@ -497,6 +497,20 @@ def _info(args: argparse.Namespace) -> int:
     config = model.config
     n_params = sum(p.numel() for p in model.parameters())
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    from .model.io import model_fragment_keys, model_total_charge_key
+
+    k = model_fragment_keys(model)
+    charges = k["fragment_charges_key"]
+    charges = [charges] if isinstance(charges, str) else charges
+    fragments = (
+        (
+            f"fragments split at info[{k['fragment_split_key']!r}]"
+            if k["fragment_split_key"]
+            else f"fragment ids arrays[{k['fragment_key']!r}]"
+        )
+        + " with charges "
+        + ", ".join(f"info[{c!r}]" for c in charges)
+    )
     if config.get("coulomb"):
         kind = "hybrid (short-range network + Coulomb)"
     else:
@@ -508,6 +522,7 @@ def _info(args: argparse.Namespace) -> int:
         f"cutoff:      {config['cutoff']} Å",
         f"parameters:  {n_params:,}",
         f"dtype:       {str(dtype).replace('torch.', '')}",
+        f"data keys:   total charge info[{model_total_charge_key(model)!r}]; {fragments}",
         "",
         "architecture:",
         textwrap.indent(repr(model), "  "),

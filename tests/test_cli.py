@@ -204,6 +204,11 @@ def test_evaluate_reads_fragments_with_the_keys_the_model_was_trained_with(
         "fragment_charges_key": ["qa", "qb"],
         "fragment_split_key": "split",
     }
+    assert main(["info", str(run / "model.pt")]) == 0
+    assert (
+        "data keys:   total charge info['charge']; fragments split at info['split'] with "
+        "charges info['qa'], info['qb']" in capsys.readouterr().out
+    )
     out = tmp_path / "pred.xyz"
     assert main(["evaluate", str(run / "model.pt"), str(data), "-o", str(out), "--quiet"]) == 0
     for atoms in ase.io.read(out, ":"):
@@ -239,6 +244,10 @@ def test_info(workspace, capsys):
     assert f"parameters:  {n_params:,}" in out
     assert "elements:    Na, Cl" in out
     assert "cutoff:      3.5 Å" in out
+    assert (
+        "data keys:   total charge info['charge']; fragment ids arrays['fragment'] with "
+        "charges info['fragment_charges']" in out
+    )
     assert "hybrid (short-range network + Coulomb)" in out
     assert "train_sha256" in out and "best_epoch" in out  # provenance from the trainer
     assert main(["info", str(workspace["root"] / "missing.pt")]) == 2
