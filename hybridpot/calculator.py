@@ -142,16 +142,11 @@ class HybridCalculator(Calculator):
                 f"total_charge_key must be a non-empty string, got {total_charge_key!r}"
             )
         self.total_charge_key = total_charge_key
-        from .model.io import check_fragment_keys, model_fragment_keys
+        from .model.io import resolve_fragment_keys
 
-        given = {
-            "fragment_key": fragment_key,
-            "fragment_charges_key": fragment_charges_key,
-            "fragment_split_key": fragment_split_key,
-        }
         #: ``{DataConfig field: key}``: where fragments are read from (the model's by default).
-        self.fragment_keys = check_fragment_keys(
-            model_fragment_keys(model) | {k: v for k, v in given.items() if v is not None}
+        self.fragment_keys = resolve_fragment_keys(
+            model, fragment_key, fragment_charges_key, fragment_split_key
         )
         self.electric_field = (
             None if electric_field is None else check_electric_field(electric_field)

@@ -341,20 +341,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    from .model.io import model_fragment_keys, model_total_charge_key
+    from .model.io import model_total_charge_key, resolve_fragment_keys
 
     model = _load_model(args.model, args.device)
     if args.total_charge_key is None:
         args.total_charge_key = model_total_charge_key(model)
     # Fragments are read the way the model was trained unless a key is given here.
-    trained = model_fragment_keys(model)
-    if args.fragment_key is None:
-        args.fragment_key = trained["fragment_key"]
-    if args.fragment_charges_key is None:
-        charges_key = trained["fragment_charges_key"]
-        args.fragment_charges_key = [charges_key] if isinstance(charges_key, str) else charges_key
-    if args.fragment_split_key is None:
-        args.fragment_split_key = trained["fragment_split_key"]
+    charges_key = args.fragment_charges_key
+    if charges_key is not None and len(charges_key) == 1:
+        charges_key = charges_key[0]
+    fragment_keys = resolve_fragment_keys(
+        model, args.fragment_key, charges_key, args.fragment_split_key
+    )
     data_keys = DataConfig(
         format=args.format,
         energy_key=args.energy_key,
@@ -364,13 +362,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         total_charge_key=args.total_charge_key,
         dipole_key=args.dipole_key,
         bec_key=args.bec_key,
-        fragment_key=args.fragment_key,
-        fragment_charges_key=(
-            args.fragment_charges_key[0]
-            if len(args.fragment_charges_key) == 1
-            else list(args.fragment_charges_key)
-        ),
-        fragment_split_key=args.fragment_split_key,
+        **fragment_keys,
         electric_field_key=args.electric_field_key,
     )
     images = read_structures(args.data, args.format)

@@ -234,6 +234,8 @@ def test_evaluate_bad_input(workspace, capsys, tmp_path):
     assert "text.pt" in _error_line(capsys)
     assert main(["evaluate", model, data, "--batch-size", "0"]) == 2
     assert "--batch-size must be a positive integer, got 0" in _error_line(capsys)
+    assert main(["evaluate", model, data, "--fragment-key", ""]) == 2
+    assert "fragment_key must be a non-empty string, got ''" in _error_line(capsys)
 
 
 def test_info(workspace, capsys):

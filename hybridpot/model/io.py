@@ -120,6 +120,22 @@ def model_fragment_keys(model) -> dict:
     return check_fragment_keys(getattr(model, "fragment_keys", None) or {})
 
 
+def resolve_fragment_keys(
+    model, fragment_key=None, fragment_charges_key=None, fragment_split_key=None
+) -> dict:
+    """The fragment data keys to read with: each one given (not None) replaces ``model``'s
+    (:func:`model_fragment_keys`); the result is checked (:func:`check_fragment_keys`).
+    Used by the calculator and ``hybridpot evaluate``."""
+    given = {
+        "fragment_key": fragment_key,
+        "fragment_charges_key": fragment_charges_key,
+        "fragment_split_key": fragment_split_key,
+    }
+    return check_fragment_keys(
+        model_fragment_keys(model) | {k: v for k, v in given.items() if v is not None}
+    )
+
+
 def complete_atomic_energies(config: dict) -> dict:
     """``config`` with every element in ``atomic_energies`` (missing ones 0 eV, as
     format 1 read them). Used by the model file and checkpoint upgrades."""
