@@ -52,7 +52,9 @@ loss has not improved for ``--patience`` epochs (early stopping), with a plateau
 learning-rate schedule (factor 0.5 after patience/3 stalled epochs; a cosine schedule
 would need a known epoch count), a generous ``--max-epochs`` cap and an optional
 wall-time budget ``--max-time`` seconds per run (training-config key ``max_time``; only
-passed when given).
+passed when given). ``--schedule cosine`` is the fixed-budget alternative for machines
+that cannot train to convergence: the rate decays to the same floor over ``--max-epochs``
+(every variant gets the same budget; not offered for MACE, which has no cosine schedule).
 Per-dataset defaults (:data:`STOPPING`), chosen so that "no improvement for P epochs"
 means roughly the same number of optimiser steps:
 
@@ -80,7 +82,8 @@ settings are unchanged, so an interrupted benchmark continues where it stopped.
 
     python benchmarks/real_data.py [--quick] [--datasets charged-dimers nacl-water
         spice-dipeptides] [--models short-range hybrid invariant-hybrid | all]
-        [--patience P] [--max-epochs N] [--max-time SECONDS] [--device auto|cpu|cuda]
+        [--patience P] [--max-epochs N] [--max-time SECONDS] [--schedule plateau|cosine]
+        [--device auto|cpu|cuda]
         [--mace-python /work/mace-venv/bin/python] [--data-dir ../shared/data]
         [--threads 2] [--resume] [--workdir /tmp/hybridpot-real-data]
         [--output benchmarks/results/real_data.json]
@@ -235,6 +238,20 @@ def invariant_twin(model: dict, elements: list[str]) -> tuple[dict, int, int]:
 
 
 #: The trainer's stop reasons (``TrainResult.stop_reason``) as this benchmark names them.
+def schedule(kind: str, patience: int) -> dict:
+    """The learning-rate schedule of one run (epochs of patience after scaling).
+
+    ``plateau``: :data:`TRAINING`'s, halving after ``patience // 3`` stalled epochs (at
+    least 1). ``cosine``: a fixed budget, decaying from the initial rate to the same
+    ``min_lr`` over the run's epoch cap (early stopping still applies).
+    """
+    if kind == "plateau":
+        return {**TRAINING["schedule"], "patience": max(1, patience // 3)}
+    if kind == "cosine":
+        return {"kind": "cosine", "min_lr": TRAINING["schedule"]["min_lr"]}
+    raise ValueError(f"schedule: expected 'plateau' or 'cosine', got {kind!r}")
+
+
 STOP_REASONS = {"patience": "patience", "max_time": "max_time", "epochs": "max_epochs"}
 
 
@@ -674,6 +691,13 @@ def main(argv=None) -> int:
     parser.add_argument("--patience", type=int, default=None, help="early-stopping epochs")
     parser.add_argument("--max-epochs", type=int, default=None, help="epoch cap per run")
     parser.add_argument("--max-time", type=float, default=None, help="wall seconds per run")
+    parser.add_argument(
+        "--schedule",
+        choices=("plateau", "cosine"),
+        default="plateau",
+        help="learning rate: plateau (default; halve on a stall, train to convergence) or "
+        "cosine (a fixed budget: decay to min_lr over --max-epochs)",
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
     parser.add_argument("--mace-python", default=None, help="python of a venv with mace-torch")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "real_data.json")
@@ -690,6 +714,8 @@ def main(argv=None) -> int:
     if args.max_time is not None and not args.max_time > 0:
         parser.error(f"--max-time must be > 0 seconds, got {args.max_time}")
     models = list(ALL_VARIANTS) if "all" in args.models else list(dict.fromkeys(args.models))
+    if args.schedule == "cosine" and any(m in MACE_VARIANTS for m in models):
+        parser.error("--schedule cosine: MACE has no cosine schedule; use --schedule plateau")
 
     import torch
 
@@ -754,7 +780,7 @@ def main(argv=None) -> int:
                 "device": device,
                 "epochs": max_epochs * scale,
                 "early_stopping_patience": patience * scale,
-                "schedule": {**TRAINING["schedule"], "patience": max(1, patience * scale // 3)},
+                "schedule": schedule(args.schedule, patience * scale),
             }
             if args.max_time is not None:
                 training["max_time"] = args.max_time

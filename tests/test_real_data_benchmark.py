@@ -209,3 +209,35 @@ def test_resume_keeps_finished_runs(tmp_path):
     stdout, second, _ = run(tmp_path, *args, "--resume")
     assert "kept from" in stdout
     assert second["runs"] == first["runs"]
+
+
+def test_schedule_is_plateau_by_default_or_a_fixed_budget_cosine():
+    schedule = _module().schedule
+    assert schedule("plateau", 20) == {"kind": "plateau", "factor": 0.5, "min_lr": 1e-5,
+                                       "patience": 6}  # fmt: skip
+    assert schedule("plateau", 2)["patience"] == 1
+    assert schedule("cosine", 20) == {"kind": "cosine", "min_lr": 1e-5}
+    with pytest.raises(ValueError, match="schedule"):
+        schedule("linear", 20)
+
+
+def test_cosine_schedule_with_mace_is_refused_by_name(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--schedule", "cosine", "--models", "mace"]
+        + ["--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "--schedule cosine" in done.stderr, done.stderr[-500:]
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real DFT datasets) is absent")
+def test_cosine_schedule_decays_over_the_epoch_cap(tmp_path):
+    args = ("--quick", "--data-dir", str(DATA), "--datasets", "charged-dimers")
+    _, report, _ = run(tmp_path, *args, "--models", "hybrid", "--schedule", "cosine",
+                       "--max-epochs", "3", "--patience", "10")  # fmt: skip
+    row = report["runs"]["charged-dimers/type-0/hybrid"]
+    assert row["settings"]["training"]["schedule"] == {"kind": "cosine", "min_lr": 1e-5}
+    lrs = [h["lr"] for h in row["history"]]
+    assert len(lrs) == 3 and lrs[0] > lrs[1] > lrs[2] >= 1e-5, lrs
