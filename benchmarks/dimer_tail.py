@@ -1,0 +1,216 @@
+"""What the long-distance test frames of a charged dimer measure: E(R) = c - A/R^4.
+
+The LODE charged-dimer sets (``../shared/data/charged-dimers``) train on monomer
+separations of 4-12 Å and test at 12-15 Å. For a cation and a neutral monomer (type 2)
+the interaction energy beyond the cutoff is fitted by two terms: induction of the neutral
+monomer by the ion's charge, -alpha e^2 / (2 R^4), and a constant c (an offset between the
+dimer and its separately computed monomers that does not depend on R). The fitted A gives
+the polarisability alpha = 2 A / k_e (Å^3, k_e = 14.3996 eV Å / e^2).
+
+This script fits that form by least squares:
+
+* to the DFT interaction energies of the training frames at distances >= each
+  ``--min-distance``, and predicts the test frames with it (RMSE in meV);
+* with ``--models NAME=PATH ...``: to each saved hybridpot model's predicted energies on
+  all frames (training and test) at distances >= ``--model-min-distance`` (default 8.5 Å,
+  where the short-range twin's prediction is flat), and to the DFT energies of the same
+  frames, so a model's long-range behaviour reads as its own c and alpha. The models must have been
+  trained on the interaction energy (``benchmarks/real_data.py``'s protocol); they are
+  evaluated with the monomers as fragments (``indexB``, ``chargeA``, ``chargeB``).
+
+    python benchmarks/dimer_tail.py [--type 2] [--min-distance 6 7]
+        [--models hybrid=/path/model.pt ...] [--model-min-distance 8.5] [--data-dir ../shared/data]
+        [--output benchmarks/results/dimer_tail_type2.json]
+
+Prints a table and writes JSON atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+#: Coulomb constant, eV Å / e^2.
+KE = 14.399645
+
+
+def fit_tail(distance: np.ndarray, energy: np.ndarray) -> dict:
+    """Least-squares fit of ``energy = c - A / distance**4``.
+
+    Args:
+        distance: (n,) monomer separations, Å; n >= 3.
+        energy: (n,) interaction energies, meV.
+
+    Returns:
+        ``c`` (meV), ``A`` (meV Å^4), ``alpha`` (Å^3, the polarisability whose induction
+        energy is A/R^4 for a unit charge) and ``max_residual`` (meV).
+
+    Raises:
+        ValueError: fewer than 3 points, or shapes that differ.
+    """
+    distance = np.asarray(distance, dtype=float)
+    energy = np.asarray(energy, dtype=float)
+    if distance.shape != energy.shape or distance.ndim != 1:
+        raise ValueError(
+            f"distance and energy must be 1-D of one length, got {distance.shape} and "
+            f"{energy.shape}"
+        )
+    if len(distance) < 3:
+        raise ValueError(f"need at least 3 frames to fit c and A, got {len(distance)}")
+    design = np.stack([np.ones_like(distance), -(distance**-4)], axis=1)
+    (c, a), *_ = np.linalg.lstsq(design, energy, rcond=None)
+    residual = design @ np.array([c, a]) - energy
+    return {
+        "c": float(c),
+        "A": float(a),
+        "alpha": float(2 * a / (1000 * KE)),
+        "max_residual": float(np.abs(residual).max()),
+    }
+
+
+def predict_tail(fit: dict, distance: np.ndarray) -> np.ndarray:
+    """``c - A / distance**4`` (meV) for a :func:`fit_tail` result; distance in Å."""
+    return fit["c"] - fit["A"] * np.asarray(distance, dtype=float) ** -4
+
+
+def read_frames(folder: Path, dimer_type: int) -> dict:
+    """``{"train": [...], "test": [...]}`` frames of one dimer type, total charge set."""
+    import ase.io
+
+    frames = {}
+    for split in ("train", "test"):
+        path = folder / f"{split}-id{dimer_type}.xyz"
+        if not path.is_file():
+            raise FileNotFoundError(f"--type {dimer_type}: {path} does not exist")
+        images = ase.io.read(path, ":")
+        for atoms in images:
+            atoms.info["charge"] = float(atoms.info["chargeA"] + atoms.info["chargeB"])
+        frames[split] = images
+    return frames
+
+
+def model_energies(path: Path, images: list) -> np.ndarray:
+    """Energies (meV) a saved model predicts for ``images``, monomers as fragments."""
+    import hybridpot
+
+    model = hybridpot.load_model(path)
+    keys = {"fragment_split_key": "indexB", "fragment_charges_key": ["chargeA", "chargeB"]}
+    calculator = hybridpot.HybridCalculator(model=model, **keys)
+    energies = []
+    for atoms in images:
+        atoms = atoms.copy()
+        atoms.calc = calculator
+        energies.append(1000 * atoms.get_potential_energy())
+    return np.array(energies)
+
+
+def parse_models(specs: list[str]) -> dict[str, Path]:
+    """``["name=path", ...]`` -> ``{name: path}``.
+
+    Raises:
+        ValueError: a spec without ``=``, an empty name, a repeated name or a missing file.
+    """
+    models: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--models takes NAME=PATH, got {spec!r}")
+        if name in models:
+            raise ValueError(f"--models: the name {name!r} is given twice")
+        if not Path(path).is_file():
+            raise ValueError(f"--models: {name}={path}: no such model file")
+        models[name] = Path(path)
+    return models
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--type", type=int, default=2, help="dimer type (file id)")
+    parser.add_argument("--min-distance", type=float, nargs="+", default=[6.0, 7.0])
+    parser.add_argument("--models", nargs="+", default=[], help="NAME=PATH of saved models")
+    parser.add_argument("--model-min-distance", type=float, default=8.5)
+    parser.add_argument("--data-dir", type=Path, default=HERE.parents[1] / "shared" / "data")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    for value in args.min_distance:
+        if not value > 0:
+            parser.error(f"--min-distance must be > 0 Å, got {value}")
+    if not args.model_min_distance > 0:
+        parser.error(f"--model-min-distance must be > 0 Å, got {args.model_min_distance}")
+    try:
+        models = parse_models(args.models)
+        frames = read_frames(args.data_dir / "charged-dimers", args.type)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    output = args.output or HERE / "results" / f"dimer_tail_type{args.type}.json"
+
+    def column(images, key):
+        return np.array([float(a.info[key]) for a in images])
+
+    train, test = frames["train"], frames["test"]
+    r_train, r_test = column(train, "distance"), column(test, "distance")
+    e_train, e_test = 1000 * column(train, "inter_energy"), 1000 * column(test, "inter_energy")
+    dft = {}
+    print("| fit to DFT frames | c (meV) | A (eV Å⁴) | α (Å³) | max residual (meV) | test RMSE (meV) |")  # fmt: skip  # noqa: E501
+    print("|---|---:|---:|---:|---:|---:|")
+    for r_min in args.min_distance:
+        keep = r_train >= r_min
+        if keep.sum() < 3:
+            parser.error(f"--min-distance {r_min}: only {keep.sum()} training frames beyond it")
+        fit = fit_tail(r_train[keep], e_train[keep])
+        predicted = predict_tail(fit, r_test)
+        fit["test_predicted"] = predicted.tolist()
+        fit["test_rmse"] = float(np.sqrt(np.mean((predicted - e_test) ** 2)))
+        fit["frames"] = int(keep.sum())
+        dft[str(r_min)] = fit
+        print(
+            f"| R >= {r_min:g} Å ({fit['frames']} frames) | {fit['c']:+.2f} | "
+            f"{fit['A'] / 1000:.1f} | {fit['alpha']:.2f} | {fit['max_residual']:.2f} | "
+            f"{fit['test_rmse']:.2f} |"
+        )
+    report = {
+        "command": " ".join(
+            ["python benchmarks/dimer_tail.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
+        "type": args.type,
+        "distance": [*r_train.tolist(), *r_test.tolist()],
+        "dft_energy": [*e_train.tolist(), *e_test.tolist()],
+        "dft_fits": dft,
+        "models": {},
+    }
+    if models:
+        r_all = np.concatenate([r_train, r_test])
+        keep = r_all >= args.model_min_distance
+        if keep.sum() < 3:
+            parser.error(
+                f"--model-min-distance {args.model_min_distance}: only {keep.sum()} frames "
+                "beyond it"
+            )
+        report["model_min_distance"] = args.model_min_distance
+        rows = {"DFT": np.concatenate([e_train, e_test])}
+        for name, path in models.items():
+            rows[name] = model_energies(path, [*train, *test])
+        print(f"\n| all frames at R >= {args.model_min_distance:g} Å ({keep.sum()}) | c (meV) "
+              "| α (Å³) | max residual (meV) |")  # fmt: skip
+        print("|---|---:|---:|---:|")
+        for name, energies in rows.items():
+            fit = fit_tail(r_all[keep], energies[keep])
+            if name != "DFT":
+                report["models"][name] = {"path": str(models[name]), "energy": energies.tolist()}
+            report["models"].setdefault(name, {}).update(fit)
+            print(f"| {name} | {fit['c']:+.2f} | {fit['alpha']:.2f} | {fit['max_residual']:.2f} |")
+    from hybridpot.fileio import atomic_write_text
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, json.dumps(report, indent=1) + "\n")
+    print(f"written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
