@@ -16,6 +16,10 @@ Per-element means are taken over the test/validation structures.
     python benchmarks/charge_seeds.py --data dimer3 --seeds 0 1 --max-time 240 \
         [--threads 1] [--output benchmarks/results/charge_seeds_dimer3.json]
 
+``--saved NAME=PATH NAME=PATH ...`` compares models already trained (e.g. by
+``real_data.py --seed 0`` and ``--seed 1`` on the same data) instead of training: the
+per-element means are taken over the same test structures of ``--data``.
+
 Prints a table (element, mean charge per seed, largest difference) and writes JSON
 atomically.
 """
@@ -91,7 +95,16 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path, default=HERE.parents[1] / "shared" / "data")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/hybridpot-charge-seeds"))
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--saved", nargs="+", default=None, help="NAME=PATH of trained models to compare"
+    )
     args = parser.parse_args(argv)
+    saved = None
+    if args.saved is not None:
+        try:
+            saved = _real_data().named_paths(args.saved, "--saved", minimum=2)
+        except ValueError as error:
+            parser.error(str(error))
     if len(args.seeds) < 2:
         parser.error("--seeds needs at least two seeds to compare")
     if len(set(args.seeds)) != len(args.seeds):
@@ -112,7 +125,16 @@ def main(argv=None) -> int:
     )
     test_images = rd.read(files["test"])
     runs = {}
-    for seed in args.seeds:
+    if saved is not None:
+        from hybridpot import load_model
+
+        for name, path in saved.items():
+            runs[name] = {
+                "path": str(path),
+                "mean_charges": element_means(load_model(path), test_images, data_keys),
+            }
+            print(f"{name}: {runs[name]['mean_charges']}", flush=True)
+    for seed in [] if saved is not None else args.seeds:
         config = config_from_dict(
             {
                 **rd.TRAINING,
@@ -136,11 +158,12 @@ def main(argv=None) -> int:
             "mean_charges": element_means(result.model, test_images, data_keys),
         }
         print(f"seed {seed}: {runs[str(seed)]['mean_charges']}", flush=True)
+    labels = list(runs)
     elements = sorted(set.intersection(*(set(r["mean_charges"]) for r in runs.values())))
     table = {
         s: {
-            "means": [runs[str(seed)]["mean_charges"][s] for seed in args.seeds],
-            "spread": float(np.ptp([runs[str(seed)]["mean_charges"][s] for seed in args.seeds])),
+            "means": [runs[label]["mean_charges"][s] for label in labels],
+            "spread": float(np.ptp([runs[label]["mean_charges"][s] for label in labels])),
         }
         for s in elements
     }
@@ -150,7 +173,7 @@ def main(argv=None) -> int:
     report = {
         "command": "python benchmarks/charge_seeds.py " + " ".join(sys.argv[1:]),
         "data": args.data,
-        "seeds": args.seeds,
+        "seeds": args.seeds if saved is None else labels,
         "runs": runs,
         "elements": table,
         "signs_agree": signs_agree,
@@ -158,8 +181,9 @@ def main(argv=None) -> int:
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output, json.dumps(report, indent=1) + "\n")
-    print("| element | " + " | ".join(f"seed {s} (e)" for s in args.seeds) + " | spread (e) |")
-    print("|---|" + "---:|" * (len(args.seeds) + 1))
+    names = [f"seed {s}" for s in labels] if saved is None else labels
+    print("| element | " + " | ".join(f"{n} (e)" for n in names) + " | spread (e) |")
+    print("|---|" + "---:|" * (len(labels) + 1))
     for symbol, row in table.items():
         means = " | ".join(f"{m:+.3f}" for m in row["means"])
         print(f"| {symbol} | {means} | {row['spread']:.3f} |")

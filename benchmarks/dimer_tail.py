@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import runpy
 import sys
 from pathlib import Path
 
@@ -109,25 +110,6 @@ def model_energies(path: Path, images: list) -> np.ndarray:
     return np.array(energies)
 
 
-def parse_models(specs: list[str]) -> dict[str, Path]:
-    """``["name=path", ...]`` -> ``{name: path}``.
-
-    Raises:
-        ValueError: a spec without ``=``, an empty name, a repeated name or a missing file.
-    """
-    models: dict[str, Path] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--models takes NAME=PATH, got {spec!r}")
-        if name in models:
-            raise ValueError(f"--models: the name {name!r} is given twice")
-        if not Path(path).is_file():
-            raise ValueError(f"--models: {name}={path}: no such model file")
-        models[name] = Path(path)
-    return models
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--type", type=int, default=2, help="dimer type (file id)")
@@ -143,7 +125,9 @@ def main(argv=None) -> int:
     if not args.model_min_distance > 0:
         parser.error(f"--model-min-distance must be > 0 Å, got {args.model_min_distance}")
     try:
-        models = parse_models(args.models)
+        # The NAME=PATH parser of real_data.py (run as a module, not as a script).
+        named_paths = runpy.run_path(str(HERE / "real_data.py"))["named_paths"]
+        models = named_paths(args.models, "--models") if args.models else {}
         frames = read_frames(args.data_dir / "charged-dimers", args.type)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))

@@ -55,6 +55,8 @@ wall-time budget ``--max-time`` seconds per run (training-config key ``max_time`
 passed when given). ``--schedule cosine`` is the fixed-budget alternative for machines
 that cannot train to convergence: the rate decays to the same floor over ``--max-epochs``
 (every variant gets the same budget; not offered for MACE, which has no cosine schedule).
+``--seed`` sets the training seed (initialisation and batch order; the data splits stay
+fixed), e.g. to compare the latent charges of two seeds (``charge_seeds.py --saved``).
 Per-dataset defaults (:data:`STOPPING`), chosen so that "no improvement for P epochs"
 means roughly the same number of optimiser steps:
 
@@ -83,7 +85,7 @@ settings are unchanged, so an interrupted benchmark continues where it stopped.
     python benchmarks/real_data.py [--quick] [--datasets charged-dimers nacl-water
         spice-dipeptides] [--models short-range hybrid invariant-hybrid | all]
         [--patience P] [--max-epochs N] [--max-time SECONDS] [--schedule plateau|cosine]
-        [--device auto|cpu|cuda]
+        [--seed S] [--device auto|cpu|cuda]
         [--mace-python /work/mace-venv/bin/python] [--data-dir ../shared/data]
         [--threads 2] [--resume] [--workdir /tmp/hybridpot-real-data]
         [--output benchmarks/results/real_data.json]
@@ -238,6 +240,29 @@ def invariant_twin(model: dict, elements: list[str]) -> tuple[dict, int, int]:
 
 
 #: The trainer's stop reasons (``TrainResult.stop_reason``) as this benchmark names them.
+def named_paths(specs: list[str], flag: str, minimum: int = 1) -> dict[str, Path]:
+    """``["name=path", ...]`` given to ``flag`` -> ``{name: path}`` (other scripts' lists of
+    saved models).
+
+    Raises:
+        ValueError: fewer than ``minimum`` specs, a spec without ``=``, a repeated name or
+            a missing file; the message names ``flag``.
+    """
+    if len(specs) < minimum:
+        raise ValueError(f"{flag} needs at least {minimum} NAME=PATH, got {len(specs)}")
+    paths: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not (sep and name and path):
+            raise ValueError(f"{flag} takes NAME=PATH, got {spec!r}")
+        if name in paths:
+            raise ValueError(f"{flag}: the name {name!r} is given twice")
+        if not Path(path).is_file():
+            raise ValueError(f"{flag}: {name}={path}: no such model file")
+        paths[name] = Path(path)
+    return paths
+
+
 def schedule(kind: str, patience: int) -> dict:
     """The learning-rate schedule of one run (epochs of patience after scaling).
 
@@ -692,6 +717,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-epochs", type=int, default=None, help="epoch cap per run")
     parser.add_argument("--max-time", type=float, default=None, help="wall seconds per run")
     parser.add_argument(
+        "--seed", type=int, default=TRAINING["seed"], help="training seed (default %(default)s)"
+    )
+    parser.add_argument(
         "--schedule",
         choices=("plateau", "cosine"),
         default="plateau",
@@ -778,6 +806,7 @@ def main(argv=None) -> int:
                 **TRAINING,
                 **training,
                 "device": device,
+                "seed": args.seed,
                 "epochs": max_epochs * scale,
                 "early_stopping_patience": patience * scale,
                 "schedule": schedule(args.schedule, patience * scale),

@@ -28,6 +28,8 @@ def run(tmp_path, *args):
         (("--seeds", "0"), "--seeds"),
         (("--seeds", "1", "1"), "--seeds"),
         (("--frames", "0"), "--frames"),
+        (("--saved", "a=/absent/a.pt", "b=/absent/b.pt"), "--saved"),
+        (("--saved", "only"), "--saved"),
     ],
 )
 def test_bad_arguments_are_refused_by_name(tmp_path, args, flag):
@@ -57,3 +59,30 @@ def test_two_seeds_report_the_spread_of_each_element(tmp_path):
     ]
     assert report["signs_agree"] == (not any(opposite))
     assert all(r["epochs_run"] <= 2 for r in report["runs"].values())
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real DFT datasets) is absent")
+def test_saved_models_are_compared_without_training(tmp_path):
+    import torch
+
+    import hybridpot
+    from hybridpot.testing.structures import small_model_config
+
+    paths = {}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        config = small_model_config(
+            elements=["C", "H", "N", "O"], atomic_energies=dict.fromkeys("CHNO", 0.0)
+        )
+        paths[f"init{seed}"] = tmp_path / f"init{seed}.pt"
+        hybridpot.save_model(hybridpot.build_model(config), paths[f"init{seed}"])
+    done = run(tmp_path, "--data", "dimer3", "--saved", *(f"{k}={v}" for k, v in paths.items()))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "seeds.json").read_text())
+    assert report["seeds"] == ["init0", "init1"] and set(report["runs"]) == set(paths)
+    assert all("epochs_run" not in r for r in report["runs"].values())  # nothing trained
+    assert not (tmp_path / "work" / "seed-0").exists()
+    # Different weights, different means, over the same test frames.
+    means = [report["runs"][k]["mean_charges"] for k in paths]
+    assert set(means[0]) == {"C", "H", "N", "O"} and means[0] != means[1]
+    assert "| element | init0 (e) | init1 (e) | spread (e) |" in done.stdout

@@ -43,13 +43,20 @@ def test_bad_inputs_are_named(tmp_path):
         tail.fit_tail([7.0, 8.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="one length"):
         tail.fit_tail([7.0, 8.0, 9.0], [1.0, 2.0])
-    with pytest.raises(ValueError, match="NAME=PATH"):
-        tail.parse_models(["model.pt"])
-    with pytest.raises(ValueError, match="no such model file"):
-        tail.parse_models([f"m={tmp_path / 'absent.pt'}"])
     (tmp_path / "m.pt").write_bytes(b"")
-    with pytest.raises(ValueError, match="twice"):
-        tail.parse_models([f"m={tmp_path / 'm.pt'}", f"m={tmp_path / 'm.pt'}"])
+    bad_models = (
+        ["model.pt"],  # no name
+        [f"m={tmp_path / 'absent.pt'}"],
+        [f"m={tmp_path / 'm.pt'}", f"m={tmp_path / 'm.pt'}"],
+    )
+    for models in bad_models:
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), "--models", *models, "--data-dir", str(DATA)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2 and "--models" in done.stderr, (models, done.stderr[-300:])
     for args in (["--min-distance", "0"], ["--model-min-distance", "-1"], ["--type", "7"]):
         done = subprocess.run(
             [sys.executable, str(SCRIPT), *args, "--data-dir", str(DATA)],

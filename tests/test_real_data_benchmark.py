@@ -233,11 +233,12 @@ def test_cosine_schedule_with_mace_is_refused_by_name(tmp_path):
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real DFT datasets) is absent")
-def test_cosine_schedule_decays_over_the_epoch_cap(tmp_path):
+def test_cosine_schedule_decays_over_the_epoch_cap_and_the_seed_is_recorded(tmp_path):
     args = ("--quick", "--data-dir", str(DATA), "--datasets", "charged-dimers")
     _, report, _ = run(tmp_path, *args, "--models", "hybrid", "--schedule", "cosine",
-                       "--max-epochs", "3", "--patience", "10")  # fmt: skip
+                       "--max-epochs", "3", "--patience", "10", "--seed", "3")  # fmt: skip
     row = report["runs"]["charged-dimers/type-0/hybrid"]
+    assert row["settings"]["training"]["seed"] == 3
     assert row["settings"]["training"]["schedule"] == {"kind": "cosine", "min_lr": 1e-5}
     lrs = [h["lr"] for h in row["history"]]
     assert len(lrs) == 3 and lrs[0] > lrs[1] > lrs[2] >= 1e-5, lrs
