@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--frames", type=int, default=100, help="SPICE molecules / NaCl(aq) frames to train on"
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1")
     parser.add_argument("--max-time", type=float, default=240.0, help="seconds per run")
     parser.add_argument("--max-epochs", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=1)
@@ -101,10 +101,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     saved = None
     if args.saved is not None:
+        if args.seeds is not None:
+            parser.error("--seeds trains new models, --saved compares trained ones: give one")
         try:
             saved = _real_data().named_paths(args.saved, "--saved", minimum=2)
         except ValueError as error:
             parser.error(str(error))
+    args.seeds = [0, 1] if args.seeds is None else args.seeds
     if len(args.seeds) < 2:
         parser.error("--seeds needs at least two seeds to compare")
     if len(set(args.seeds)) != len(args.seeds):

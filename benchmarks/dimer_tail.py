@@ -5,7 +5,7 @@ separations of 4-12 Å and test at 12-15 Å. For a cation and a neutral monomer 
 the interaction energy beyond the cutoff is fitted by two terms: induction of the neutral
 monomer by the ion's charge, -alpha e^2 / (2 R^4), and a constant c (an offset between the
 dimer and its separately computed monomers that does not depend on R). The fitted A gives
-the polarisability alpha = 2 A / k_e (Å^3, k_e = 14.3996 eV Å / e^2).
+the polarisability alpha = 2 A / k_e (Å^3; k_e = hybridpot.keys.COULOMB_CONSTANT, eV Å / e^2).
 
 This script fits that form by least squares:
 
@@ -14,13 +14,14 @@ This script fits that form by least squares:
 * with ``--models NAME=PATH ...``: to each saved hybridpot model's predicted energies on
   all frames (training and test) at distances >= ``--model-min-distance`` (default 8.5 Å,
   where the short-range twin's prediction is flat), and to the DFT energies of the same
-  frames, so a model's long-range behaviour reads as its own c and alpha. The models must have been
-  trained on the interaction energy (``benchmarks/real_data.py``'s protocol); they are
-  evaluated with the monomers as fragments (``indexB``, ``chargeA``, ``chargeB``).
+  frames, so a model's long-range behaviour reads as its own c and alpha. The models must
+  have been trained on the interaction energy (``benchmarks/real_data.py``'s protocol);
+  they are evaluated with the monomers as fragments (its ``DIMER_KEYS``: ``indexB``,
+  ``chargeA``, ``chargeB``).
 
     python benchmarks/dimer_tail.py [--type 2] [--min-distance 6 7]
-        [--models hybrid=/path/model.pt ...] [--model-min-distance 8.5] [--data-dir ../shared/data]
-        [--output benchmarks/results/dimer_tail_type2.json]
+        [--models hybrid=/path/model.pt ...] [--model-min-distance 8.5]
+        [--data-dir ../shared/data] [--output benchmarks/results/dimer_tail_type2.json]
 
 Prints a table and writes JSON atomically.
 """
@@ -35,9 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridpot.keys import COULOMB_CONSTANT
+
 HERE = Path(__file__).resolve().parent
-#: Coulomb constant, eV Å / e^2.
-KE = 14.399645
+#: benchmarks/real_data.py as a module (not run as a script): NAME=PATH lists, dimer keys.
+REAL_DATA = runpy.run_path(str(HERE / "real_data.py"))
 
 
 def fit_tail(distance: np.ndarray, energy: np.ndarray) -> dict:
@@ -69,7 +72,7 @@ def fit_tail(distance: np.ndarray, energy: np.ndarray) -> dict:
     return {
         "c": float(c),
         "A": float(a),
-        "alpha": float(2 * a / (1000 * KE)),
+        "alpha": float(2 * a / (1000 * COULOMB_CONSTANT)),
         "max_residual": float(np.abs(residual).max()),
     }
 
@@ -100,8 +103,7 @@ def model_energies(path: Path, images: list) -> np.ndarray:
     import hybridpot
 
     model = hybridpot.load_model(path)
-    keys = {"fragment_split_key": "indexB", "fragment_charges_key": ["chargeA", "chargeB"]}
-    calculator = hybridpot.HybridCalculator(model=model, **keys)
+    calculator = hybridpot.HybridCalculator(model=model, **REAL_DATA["DIMER_KEYS"])
     energies = []
     for atoms in images:
         atoms = atoms.copy()
@@ -125,9 +127,7 @@ def main(argv=None) -> int:
     if not args.model_min_distance > 0:
         parser.error(f"--model-min-distance must be > 0 Å, got {args.model_min_distance}")
     try:
-        # The NAME=PATH parser of real_data.py (run as a module, not as a script).
-        named_paths = runpy.run_path(str(HERE / "real_data.py"))["named_paths"]
-        models = named_paths(args.models, "--models") if args.models else {}
+        models = REAL_DATA["named_paths"](args.models, "--models") if args.models else {}
         frames = read_frames(args.data_dir / "charged-dimers", args.type)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))

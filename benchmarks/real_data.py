@@ -239,7 +239,6 @@ def invariant_twin(model: dict, elements: list[str]) -> tuple[dict, int, int]:
     return twin, count(n), target
 
 
-#: The trainer's stop reasons (``TrainResult.stop_reason``) as this benchmark names them.
 def named_paths(specs: list[str], flag: str, minimum: int = 1) -> dict[str, Path]:
     """``["name=path", ...]`` given to ``flag`` -> ``{name: path}`` (other scripts' lists of
     saved models).
@@ -277,6 +276,7 @@ def schedule(kind: str, patience: int) -> dict:
     raise ValueError(f"schedule: expected 'plateau' or 'cosine', got {kind!r}")
 
 
+#: The trainer's stop reasons (``TrainResult.stop_reason``) as this benchmark names them.
 STOP_REASONS = {"patience": "patience", "max_time": "max_time", "epochs": "max_epochs"}
 
 

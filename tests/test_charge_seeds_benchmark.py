@@ -30,6 +30,7 @@ def run(tmp_path, *args):
         (("--frames", "0"), "--frames"),
         (("--saved", "a=/absent/a.pt", "b=/absent/b.pt"), "--saved"),
         (("--saved", "only"), "--saved"),
+        (("--saved", "a=x.pt", "b=y.pt", "--seeds", "0", "1"), "--seeds"),
     ],
 )
 def test_bad_arguments_are_refused_by_name(tmp_path, args, flag):

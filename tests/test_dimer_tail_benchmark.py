@@ -26,7 +26,7 @@ def test_fit_recovers_a_constant_and_an_induction_tail_exactly():
     tail = _module()
     distance = np.array([7.0, 8.5, 10.0, 12.0, 15.0])
     alpha = 4.47  # Å^3: A = alpha k_e / 2 (meV Å^4) for a unit charge
-    a = 1000 * alpha * tail.KE / 2
+    a = 1000 * alpha * tail.COULOMB_CONSTANT / 2
     energy = 5.5 - a / distance**4
     fit = tail.fit_tail(distance, energy)
     assert fit["c"] == pytest.approx(5.5, abs=1e-9)
