@@ -16,6 +16,10 @@ held-out structures. A variant is a set of model-config overrides on top of
   charges: the network predicts electronegativities and hardnesses, and the charges
   minimise the Qeq energy in each structure, so they respond to their surroundings
   (polarisation, which fixed latent charges lack);
+* ``hybrid-induction``: ``hybrid`` plus first-order induction (model-config key
+  ``induction: true``): learned per-element polarisabilities polarised by the field of
+  the charges beyond the cutoff (the ion-induced-dipole tail that latent charges miss).
+  Molecules only: on ``nacl-water`` (periodic) the row says "skipped";
 * ``invariant-hybrid``: ``hybrid`` with ``l_max`` 0 and scalar-only hidden irreps
   ``"Nx0e"``, N chosen (:func:`invariant_twin`) so that its parameter count is the
   closest to the equivariant ``hybrid`` for the dataset's elements (within ~5%): the
@@ -133,11 +137,14 @@ VARIANTS = {
     "hybrid-screened": {"coulomb": True, "coulomb_split": "cutoff"},
     "hybrid": {"coulomb": True},
     "hybrid-qeq": {"coulomb": True, "charge_model": "qeq"},
+    "hybrid-induction": {"coulomb": True, "induction": True},
     "invariant-hybrid": {"coulomb": True, "l_max": 0},
 }
 #: MACE variants (trained by benchmarks/_mace_train.py in its own environment).
 MACE_VARIANTS = ("mace", "mace-les")
 ALL_VARIANTS = (*VARIANTS, *MACE_VARIANTS)
+#: Datasets of periodic cells (variants with ``induction`` skip them).
+PERIODIC_DATASETS = ("nacl-water",)
 DEFAULT_MODELS = ("short-range", "hybrid", "invariant-hybrid")
 
 #: Training settings shared by every run (stopping rule and batch size set per dataset).
@@ -848,6 +855,11 @@ def main(argv=None) -> int:
                     print(f"{key}: {rows[key]['skipped']}", flush=True)
                     save()
                     continue
+            elif VARIANTS[name].get("induction") and dataset in PERIODIC_DATASETS:
+                rows[key] = {"skipped": "induction is for structures without periodic boundaries"}
+                print(f"{key}: skipped, {rows[key]['skipped']}", flush=True)
+                save()
+                continue
             else:
                 model = {**network, **overrides, **VARIANTS[name]}
                 if name == "invariant-hybrid":

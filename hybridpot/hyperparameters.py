@@ -48,6 +48,10 @@ COULOMB_SPLITS = ("auto", "none", "cutoff")
 CHARGE_INIT_SCALE = "auto"
 LATENT_CHARGE_INIT_SCALE = 0.1
 COULOMB_ACCURACY = 1e-4  # relative RMS force error
+# First-order induction (hybridpot.electrostatics.induction): per-element polarisabilities
+# (Å³) start here (of the order of a light atom's: H 0.67, C 1.76, O 0.80 Å³ free atoms).
+INDUCTION = False
+INITIAL_POLARIZABILITY = 0.5
 
 # --- charge equilibration (charge_model = "qeq") ----------------------------------------
 CHARGE_MODEL = "latent"

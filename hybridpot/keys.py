@@ -38,7 +38,9 @@ ENERGY_SHORT = "energy_short"  # (B,) eV, network (short-range) energy
 ENERGIES_SHORT = "energies_short"  # (N,) eV, per-atom short-range (network) energy
 ENERGY_COULOMB = "energy_coulomb"  # (B,) eV, electrostatic energy of CHARGES
 ENERGY_FIELD = "energy_field"  # (B,) eV, -dipole·field (non-periodic, with a field), else 0
-POTENTIAL = "electrostatic_potential"  # (N,) eV/e, dE_coulomb/dq_i
+#: (N,) eV/e, dE_coulomb/dq_i (with ``induction`` plus dE_induction/dq_i, the potential of
+#: the induced dipoles)
+POTENTIAL = "electrostatic_potential"
 DIPOLE = "dipole"  # (B, 3) e·Å, sum_i q_i r_i; only meaningful for non-periodic structures
 POLARIZATION = "polarization"  # (B, 3) e/Å², sum_i q_i r_i / V of periodic structures (r as given)
 BORN_EFFECTIVE_CHARGES = "born_effective_charges"  # (N, 3, 3) e, Z*_i[a, b] = dmu_a/dr_ib
@@ -47,6 +49,10 @@ ELECTRONEGATIVITY = "electronegativity"  # (N,) eV/e, chi_i read out with charge
 HARDNESS = "hardness"  # (N,) eV/e², J_i > 0 read out with charge_model "qeq" (J_self not included)
 #: (B,) eV, sum chi q + (1/2) sum (J + J_self) q² (charge_model "qeq"; 0 otherwise)
 ENERGY_QEQ = "energy_qeq"
+#: (B,) eV, -(k_e/2) sum alpha_i |e_i|² of the induced dipoles (``induction``; 0 otherwise)
+ENERGY_INDUCTION = "energy_induction"
+#: (N, 3) e·Å, alpha_i e_i: each atom's dipole induced by the charges (``induction`` only)
+INDUCED_DIPOLES = "induced_dipoles"
 
 # --- exported models (metatomic's standard quantity names; its energy output is ENERGY:
 # (B, 1) eV per system or (N, 1) eV per atom) -------------------------------------------

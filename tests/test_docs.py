@@ -216,3 +216,12 @@ def test_quickstart_and_api_examples_run(tmp_path, monkeypatch):
     assert '"epochs=20"' in api.read_text()
     _run_page(api, epochs=1, replace={'"epochs=20"': '"epochs=1", "quiet=true"'})
     assert Path("runs/nacl-python/model.pt").is_file()
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_pages_hold_no_control_characters(page):
+    """A LaTeX escape written through a non-raw Python string turns into a control
+    character (\\f of \\frac, \\t of \\tilde): the formula silently loses its command."""
+    for number, line in enumerate(page.read_text().splitlines(), 1):
+        bad = [hex(ord(c)) for c in line if ord(c) < 32]
+        assert not bad, f"{page.name}:{number} holds control characters {bad}: {line[:60]!r}"

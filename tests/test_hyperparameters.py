@@ -91,6 +91,7 @@ def test_network_takes_every_network_field_of_model_config():
         "coulomb_accuracy",
         "coulomb_split",
         "qeq_tolerance",
+        "induction",
     }
     model_level = {"uncertainty"}
     assert set(_config_defaults()) - electrostatics - model_level <= network

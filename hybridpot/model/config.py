@@ -131,6 +131,13 @@ class ModelConfig:
     0.1 with a Coulomb term and 1 without one (a short-range model's charges never enter
     its energy; shrinking them only slows a charge loss)."""
 
+    induction: bool = hp.INDUCTION
+    """Add the first-order induction energy -(k_e/2) sum_i alpha_i e_i² of learned
+    per-element polarisabilities alpha (Å³) in the field e_i of the charges, each pair's
+    field screened inside the cutoff: the -alpha Q² k_e / (2 R⁴) attraction of a molecule
+    by an ion beyond the network's reach, which latent charges miss. Latent charges only;
+    molecules, slabs and bulk cells; no applied field. See ``docs/theory.md``."""
+
     coulomb_method: str = hp.COULOMB_METHOD
     """Electrostatics: ``"auto"`` (by pbc), ``"pme"``, ``"ewald"``, ``"p3m"`` or ``"direct"``."""
 
@@ -259,6 +266,12 @@ class ModelConfig:
             raise ValueError(
                 "coulomb_split 'cutoff' is for latent charges; charge_model 'qeq' equilibrates "
                 "against the full Coulomb interaction (coulomb_split 'none' or 'auto')"
+            )
+        if self.induction and not (self.coulomb and self.charge_model == "latent"):
+            raise ValueError(
+                "induction needs charges that enter the energy: coulomb true and "
+                f"charge_model 'latent', got coulomb={self.coulomb}, "
+                f"charge_model={self.charge_model!r}"
             )
         if not self.avg_num_neighbors > 0:
             raise ValueError(f"avg_num_neighbors must be > 0, got {self.avg_num_neighbors!r}")

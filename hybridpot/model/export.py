@@ -81,7 +81,7 @@ def export_model(
         ImportError: metatomic-torch is not installed (the ``deploy`` extra).
         TypeError: ``model`` is not a HybridModel.
         ValueError: the model cannot be exported (Ewald electrostatics, dipole readout,
-            charge equilibration).
+            charge equilibration, induction).
     """
     if not isinstance(model, HybridModel):
         raise TypeError(f"model must be a HybridModel, got {type(model).__name__}")
@@ -90,6 +90,11 @@ def export_model(
             f"models with charge_model={model.model_config.charge_model!r} cannot be exported "
             "yet (the exported file has no charge-equilibration solve); export a latent-charge "
             "model"
+        )
+    if model.model_config.induction:
+        raise ValueError(
+            "models with induction: true cannot be exported yet (the exported file has no "
+            "induction term); export a model without it"
         )
     mta = _metatomic()
     dtype = model.network.embedding.weight.dtype

@@ -9,15 +9,20 @@ One forward pass:
    with ``charge_model="qeq"`` it predicts electronegativities and hardnesses instead and
    the charges are the constrained minimum of the Qeq energy (:mod:`..electrostatics.qeq`,
    whose on-site energy sum chi q + (1/2) sum (J + J_self) q² joins the total);
-3. the electrostatics turn those charges into per-atom Coulomb energies;
+3. the electrostatics turn those charges into per-atom Coulomb energies; with
+   ``induction``, per-element polarisabilities in the charges' field add
+   -(k_e/2) alpha_i e_i² per atom (:mod:`..electrostatics.induction`);
 4. ONE autograd pass over the summed energy gives forces, the strain derivative (stress,
    virial) and dE/dq (the electrostatic potential at each atom).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from .. import hyperparameters as hp
 from .. import keys
 from ..data.graph import AtomicGraph
 from ..data.segments import segment_sum
@@ -29,6 +34,7 @@ from ..derivatives import (
     voigt,
 )
 from ..electrostatics import Electrostatics, equilibrate_charges, qeq_energies
+from ..electrostatics.induction import induction_energies, induction_field
 from ..electrostatics.qeq import self_hardness
 from ..electrostatics.screening import screening_energies
 from ..nn import EquivariantNetwork
@@ -79,6 +85,13 @@ class HybridModel(torch.nn.Module):
             if config.coulomb
             else None
         )
+        # Per-element polarisabilities alpha = softplus(raw) Å³ (``induction``).
+        self.polarizability_raw = None
+        if config.induction:
+            start = math.log(math.expm1(hp.INITIAL_POLARIZABILITY))  # softplus⁻¹
+            self.polarizability_raw = torch.nn.Parameter(
+                torch.full((len(config.elements),), start, dtype=torch.get_default_dtype())
+            )
         self.uncertainty = None
         if config.uncertainty:
             self.attach_uncertainty()
@@ -196,11 +209,13 @@ class HybridModel(torch.nn.Module):
         Returns:
             dict keyed by :mod:`hybridpot.keys`: ENERGY (B,), ENERGIES (N,), ENERGY_SHORT
             (B,), ENERGY_COULOMB (B,), ENERGY_FIELD (B,), ENERGY_QEQ (B,) (0 unless
-            ``charge_model="qeq"``), CHARGES (N,), DIPOLE (B, 3)
-            (zeros for periodic structures), POLARIZATION (B, 3) e/Å² (fully periodic
+            ``charge_model="qeq"``), ENERGY_INDUCTION (B,) (0 unless ``induction``),
+            CHARGES (N,), DIPOLE (B, 3) (sum q r plus the induced dipoles; zeros for
+            periodic structures), POLARIZATION (B, 3) e/Å² (fully periodic
             structures, from the positions as given; zeros for the others), and when
             asked FORCES (N, 3), POTENTIAL (N,), STRESS (B, 3, 3), STRESS_VOIGT (B, 6),
-            VIRIAL (B, 3, 3), BORN_EFFECTIVE_CHARGES (N, 3, 3); with a fitted
+            VIRIAL (B, 3, 3), BORN_EFFECTIVE_CHARGES (N, 3, 3); with ``induction``
+            INDUCED_DIPOLES (N, 3) e·Å; with a fitted
             uncertainty (``config.uncertainty``) ENERGY_UNCERTAINTY (B,) eV,
             FORCES_UNCERTAINTY (N,) eV/Å and, when calibrated, CHARGES_UNCERTAINTY (N,) e
             (detached).
@@ -284,6 +299,12 @@ class HybridModel(torch.nn.Module):
         else:
             energies_coulomb = torch.zeros_like(energies_short)
         energies = energies_short + energies_coulomb
+        induced = None
+        if self.polarizability_raw is not None:
+            induced, energies_induction = self._induction(
+                graph, strained_positions, strained_cell, vectors, charges
+            )
+            energies = energies + energies_induction
         if energies_qeq is not None:
             energies = energies + energies_qeq
 
@@ -292,6 +313,8 @@ class HybridModel(torch.nn.Module):
 
         # M = sum q r from the (leaf) positions as given: its derivative is Z*.
         moments = response.dipole_moments(charges, positions, graph.batch, num_graphs)
+        if induced is not None:
+            moments = moments + segment_sum(induced, graph.batch, num_graphs)
         field = graph.electric_field
         energy = per_structure(energies)
         energy_field = torch.zeros_like(energy)
@@ -309,12 +332,17 @@ class HybridModel(torch.nn.Module):
             keys.ENERGY_QEQ: (
                 torch.zeros_like(energy) if energies_qeq is None else per_structure(energies_qeq)
             ),
+            keys.ENERGY_INDUCTION: (
+                torch.zeros_like(energy) if induced is None else per_structure(energies_induction)
+            ),
             keys.CHARGES: charges,
             keys.DIPOLE: torch.where(molecule, moments, torch.zeros_like(moments)),
             keys.POLARIZATION: response.polarization(
                 moments, cell_volume(cell, graph.pbc), graph.pbc
             ),
         }
+        if induced is not None:
+            results[keys.INDUCED_DIPOLES] = induced
         if self.uncertainty is not None:
             species = self.network.embedding.species_index(graph.numbers, check=False)
             groups = (graph.batch, num_graphs)
@@ -368,6 +396,42 @@ class HybridModel(torch.nn.Module):
     @property
     def sigma_q(self) -> float:
         return self.model_config.sigma_q
+
+    def polarizabilities(self) -> torch.Tensor:
+        """(S,) Å³ per element of ``config.elements`` (``induction`` models only)."""
+        if self.polarizability_raw is None:
+            raise ValueError("this model has no polarisabilities (model config induction: false)")
+        return torch.nn.functional.softplus(self.polarizability_raw)
+
+    def _induction(self, graph, positions, cell, vectors, charges):
+        """Induced dipoles (N, 3) e·Å and induction energies (N,) eV of the charges' field
+        beyond the cutoff (:mod:`hybridpot.electrostatics.induction`); ``positions`` and
+        ``cell`` strained when a stress is wanted, ``vectors`` (E, 3) their edge vectors."""
+
+        def check():
+            if graph.electric_field is not None:
+                raise ValueError(
+                    "induction (model config) does not take an applied electric_field yet: "
+                    "the induced dipoles would miss it"
+                )
+
+        graph.check_once("induction", check)
+        field = induction_field(
+            self.electrostatics,
+            graph.coulomb_plan(self.electrostatics),
+            positions,
+            cell,
+            graph.pbc,
+            graph.batch,
+            charges,
+            graph.edge_index,
+            vectors,
+            self.cutoff,
+            self.model_config.polynomial_degree,
+        )
+        species = self.network.embedding.species_index(graph.numbers, check=False)
+        alpha = self.polarizabilities()[species]
+        return alpha[:, None] * field, induction_energies(alpha, field)
 
     def _equilibrate(self, out, graph, leaf, positions, cell, charge_group, group_charge):
         """Qeq charges (N,) e and on-site energies (N,) eV from the network's chi and J

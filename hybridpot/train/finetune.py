@@ -135,7 +135,7 @@ def transfer_weights(source: torch.nn.Module, target: torch.nn.Module) -> list[s
         elif (
             value.dim() in (1, 2)
             and value.shape[0] == len(old)
-            and name.endswith(("embedding.weight", "shift"))
+            and name.endswith(("embedding.weight", "shift", "polarizability_raw"))
         ):
             destination[: len(old)] = value
         else:

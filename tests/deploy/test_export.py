@@ -155,6 +155,9 @@ def test_export_refuses_what_it_cannot_export(tmp_path):
     qeq = hybridpot.build_model(small_model_config(charge_model="qeq"))
     with pytest.raises(ValueError, match="charge_model='qeq' cannot be exported"):
         export_model(qeq, tmp_path / "x.pt")
+    induction = hybridpot.build_model(small_model_config(induction=True))
+    with pytest.raises(ValueError, match="induction: true cannot be exported"):
+        export_model(induction, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
 
 

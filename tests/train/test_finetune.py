@@ -219,3 +219,17 @@ def test_fine_tuning_beats_training_from_scratch(tmp_path):
     # energy 52.5 vs 56.5 meV/atom. The margins are modest at this tiny budget.
     assert tuned.test_metrics["forces_rmse"] < scratch.test_metrics["forces_rmse"]
     assert tuned.test_metrics["energy_rmse"] < scratch.test_metrics["energy_rmse"]
+
+
+def test_polarizabilities_carry_over_to_new_elements():
+    """Induction models: the old elements keep their learned polarisabilities, a new one
+    starts from the initial value."""
+    torch.manual_seed(5)
+    source = build_model({**TINY, "elements": ["Na", "Cl"], "induction": True}).double()
+    with torch.no_grad():
+        source.polarizability_raw.copy_(torch.tensor([-1.0, 0.7]))
+    target = build_model({**TINY, "elements": ["Na", "Cl", "K"], "induction": True}).double()
+    start = target.polarizabilities()[2].item()
+    assert "polarizability_raw" in transfer_weights(source, target)
+    torch.testing.assert_close(target.polarizabilities()[:2], source.polarizabilities())
+    assert target.polarizabilities()[2].item() == start
