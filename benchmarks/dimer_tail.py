@@ -98,18 +98,23 @@ def read_frames(folder: Path, dimer_type: int) -> dict:
     return frames
 
 
-def model_energies(path: Path, images: list) -> np.ndarray:
-    """Energies (meV) a saved model predicts for ``images``, monomers as fragments."""
+def model_energies(path: Path, images: list) -> tuple[np.ndarray, dict | None]:
+    """Energies (meV) a saved model predicts for ``images``, monomers as fragments, and
+    its learned per-element polarisabilities (Å³; None without ``induction``)."""
     import hybridpot
 
     model = hybridpot.load_model(path)
+    polarizabilities = None
+    if model.model_config.induction:
+        values = model.polarizabilities().tolist()
+        polarizabilities = dict(zip(model.model_config.elements, values))
     calculator = hybridpot.HybridCalculator(model=model, **REAL_DATA["DIMER_KEYS"])
     energies = []
     for atoms in images:
         atoms = atoms.copy()
         atoms.calc = calculator
         energies.append(1000 * atoms.get_potential_energy())
-    return np.array(energies)
+    return np.array(energies), polarizabilities
 
 
 def main(argv=None) -> int:
@@ -177,8 +182,13 @@ def main(argv=None) -> int:
             )
         report["model_min_distance"] = args.model_min_distance
         rows = {"DFT": np.concatenate([e_train, e_test])}
+        learned = {}
         for name, path in models.items():
-            rows[name] = model_energies(path, [*train, *test])
+            rows[name], polarizabilities = model_energies(path, [*train, *test])
+            if polarizabilities is not None:
+                learned[name] = polarizabilities
+                values = ", ".join(f"{s} {v:.3f}" for s, v in polarizabilities.items())
+                print(f"{name}: learned polarisabilities (Å³) {values}")
         print(f"\n| all frames at R >= {args.model_min_distance:g} Å ({keep.sum()}) | c (meV) "
               "| α (Å³) | max residual (meV) |")  # fmt: skip
         print("|---|---:|---:|---:|")
@@ -186,6 +196,8 @@ def main(argv=None) -> int:
             fit = fit_tail(r_all[keep], energies[keep])
             if name != "DFT":
                 report["models"][name] = {"path": str(models[name]), "energy": energies.tolist()}
+                if name in learned:
+                    report["models"][name]["polarizabilities"] = learned[name]
             report["models"].setdefault(name, {}).update(fit)
             print(f"| {name} | {fit['c']:+.2f} | {fit['alpha']:.2f} | {fit['max_residual']:.2f} |")
     from hybridpot.fileio import atomic_write_text

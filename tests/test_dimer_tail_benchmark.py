@@ -82,10 +82,12 @@ def test_fits_the_dft_tail_and_a_saved_model(tmp_path):
     )
     path = tmp_path / "model.pt"
     hybridpot.save_model(hybridpot.build_model(config), path)
+    polarisable = tmp_path / "induction.pt"
+    hybridpot.save_model(hybridpot.build_model({**config, "induction": True}), polarisable)
     output = tmp_path / "tail.json"
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--data-dir", str(DATA), "--output", str(output)]
-        + ["--models", f"untrained={path}"],
+        + ["--models", f"untrained={path}", f"induction={polarisable}"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -99,4 +101,9 @@ def test_fits_the_dft_tail_and_a_saved_model(tmp_path):
     model = report["models"]["untrained"]
     assert len(model["energy"]) == len(report["distance"]) == 13
     assert np.isfinite([model["c"], model["alpha"], model["max_residual"]]).all()
+    assert "polarizabilities" not in model
+    # An induction model reports its per-element polarisabilities (initially 0.5 Å³).
+    learned = report["models"]["induction"]["polarizabilities"]
+    assert learned == pytest.approx({"C": 0.5, "H": 0.5, "N": 0.5}, abs=1e-6)  # float32
+    assert "learned polarisabilities" in done.stdout
     assert report["models"]["DFT"]["alpha"] == pytest.approx(3.79, abs=0.05)
