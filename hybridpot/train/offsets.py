@@ -66,7 +66,8 @@ def _least_squares(matrix: np.ndarray, target: np.ndarray, elements) -> dict[str
 
 
 def coulomb_offsets(model, batches) -> dict[str, float]:
-    """Least-squares per-element fit (eV) of the model's Coulomb energies over ``batches``.
+    """Least-squares per-element fit (eV) of the model's long-range energies (Coulomb plus
+    induction) over ``batches``.
 
     Args:
         model: a :class:`hybridpot.model.HybridModel` (its current weights).
@@ -78,7 +79,8 @@ def coulomb_offsets(model, batches) -> dict[str, float]:
     """
 
     def coulomb(out, graph):
-        return out[keys.ENERGY_COULOMB].detach().double().cpu().numpy()
+        long_range = out[keys.ENERGY_COULOMB] + out[keys.ENERGY_INDUCTION]
+        return long_range.detach().double().cpu().numpy()
 
     matrix, target = _compositions_and_values(model, batches, coulomb)
     return _least_squares(matrix, target, model.model_config.elements)
