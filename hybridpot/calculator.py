@@ -58,9 +58,11 @@ class HybridCalculator(Calculator):
 
     Results: ``energy``/``free_energy`` (eV), ``energies`` (N, eV), ``forces`` (N×3, eV/Å),
     ``stress`` (6, Voigt, eV/Å³, ASE sign), ``charges`` (N, e), and the extras
-    ``energy_short``, ``energy_coulomb``, ``energy_field`` (eV), ``dipole`` (3, e·Å;
-    non-periodic structures only), ``polarization`` (3, e/Å²; fully periodic structures
-    only, from the positions as given), ``electrostatic_potential`` (N, eV/e, dE/dq_i) and
+    ``energy_short``, ``energy_coulomb``, ``energy_field``, ``energy_qeq`` and
+    ``energy_induction`` (eV; the parts of ``energy``, 0 where the model has no such
+    term), ``dipole`` (3, e·Å, the charges' plus any induced dipoles; non-periodic
+    structures only), ``polarization`` (3, e/Å²; fully periodic structures only, from the
+    positions as given), ``electrostatic_potential`` (N, eV/e, dE/dq_i) and
     ``born_effective_charges`` (N×3×3, e, Z*_i[a, b] = dM_a/dr_ib; computed only when
     asked, e.g. ``calc.get_property("born_effective_charges", atoms)``). Fragments
     (by default ``atoms.arrays["fragment"]`` with ``atoms.info["fragment_charges"]``, or
@@ -96,6 +98,8 @@ class HybridCalculator(Calculator):
         "energy_short",
         "energy_coulomb",
         "energy_field",
+        "energy_qeq",
+        "energy_induction",
         "dipole",
         "polarization",
         "electrostatic_potential",
@@ -339,6 +343,8 @@ class HybridCalculator(Calculator):
             "energy_short": float(numpy(keys.ENERGY_SHORT)[0]),
             "energy_coulomb": float(numpy(keys.ENERGY_COULOMB)[0]),
             "energy_field": float(numpy(keys.ENERGY_FIELD)[0]),
+            "energy_qeq": float(numpy(keys.ENERGY_QEQ)[0]),
+            "energy_induction": float(numpy(keys.ENERGY_INDUCTION)[0]),
         }
         if has_dipole(atoms.pbc):
             results["dipole"] = numpy(keys.DIPOLE)[0]

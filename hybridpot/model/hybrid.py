@@ -407,15 +407,11 @@ class HybridModel(torch.nn.Module):
         """Induced dipoles (N, 3) e·Å and induction energies (N,) eV of the charges' field
         beyond the cutoff (:mod:`hybridpot.electrostatics.induction`); ``positions`` and
         ``cell`` strained when a stress is wanted, ``vectors`` (E, 3) their edge vectors."""
-
-        def check():
-            if graph.electric_field is not None:
-                raise ValueError(
-                    "induction (model config) does not take an applied electric_field yet: "
-                    "the induced dipoles would miss it"
-                )
-
-        graph.check_once("induction", check)
+        if graph.electric_field is not None:
+            raise ValueError(
+                "induction (model config) does not take an applied electric_field yet: "
+                "the induced dipoles would miss it"
+            )
         field = induction_field(
             self.electrostatics,
             graph.coulomb_plan(self.electrostatics),

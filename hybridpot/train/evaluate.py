@@ -39,7 +39,8 @@ def predict(
     """Per-structure predictions (float64 numpy) of ``model`` for ``graphs``.
 
     Each dict holds energy (eV, scalar), energies (N,), forces (N, 3) eV/Å, charges
-    (N,) e, energy_short, energy_coulomb and energy_field (eV), stress (3, 3) eV/Å³ for fully
+    (N,) e, energy_short, energy_coulomb, energy_field, energy_qeq and energy_induction
+    (eV; the parts of energy), stress (3, 3) eV/Å³ for fully
     periodic structures, dipole (3,) e·Å for non-periodic ones, and with ``bec``
     (default: when any graph carries Born effective charge labels) born_effective_charges
     (N, 3, 3) e, and the model's uncertainties when it has them: energy_uncertainty (eV,
@@ -71,6 +72,8 @@ def predict(
                 keys.ENERGY_SHORT: pred[keys.ENERGY_SHORT][b],
                 keys.ENERGY_COULOMB: pred[keys.ENERGY_COULOMB][b],
                 keys.ENERGY_FIELD: pred[keys.ENERGY_FIELD][b],
+                keys.ENERGY_QEQ: pred[keys.ENERGY_QEQ][b],
+                keys.ENERGY_INDUCTION: pred[keys.ENERGY_INDUCTION][b],
             }
             if keys.ENERGY_UNCERTAINTY in pred:
                 out[keys.ENERGY_UNCERTAINTY] = pred[keys.ENERGY_UNCERTAINTY][b]
@@ -140,7 +143,8 @@ def write_predictions(
     """Write ``images`` with predicted labels to extended XYZ ``path``, atomically.
 
     Predictions go under the standard names (energy, forces, stress, charges, read back
-    by ASE as calculator results; ``energy_short``, ``energy_coulomb`` and, for
+    by ASE as calculator results; ``energy_short``, ``energy_coulomb`` (and
+    ``energy_field``, ``energy_qeq``, ``energy_induction`` where not 0) and, for
     non-periodic structures, ``dipole`` in ``info``; Born effective charges, when
     predicted, as the calculator result ``born_effective_charges`` (N, 9) row-major;
     uncertainties as ``info`` / ``arrays`` entries named by :mod:`hybridpot.keys`);
@@ -194,8 +198,11 @@ def write_predictions(
                 new.arrays[key] = pred[key]
         new.info[keys.ENERGY_SHORT] = float(pred[keys.ENERGY_SHORT])
         new.info[keys.ENERGY_COULOMB] = float(pred[keys.ENERGY_COULOMB])
-        if float(pred.get(keys.ENERGY_FIELD, 0.0)) != 0.0:  # a molecule in a field
-            new.info[keys.ENERGY_FIELD] = float(pred[keys.ENERGY_FIELD])
+        # The other parts of the energy, where the model has them (a molecule in a
+        # field, charge equilibration, induction).
+        for key in (keys.ENERGY_FIELD, keys.ENERGY_QEQ, keys.ENERGY_INDUCTION):
+            if float(pred.get(key, 0.0)) != 0.0:
+                new.info[key] = float(pred[key])
         if keys.DIPOLE in pred:
             new.info[keys.DIPOLE] = pred[keys.DIPOLE]
         if keys.BORN_EFFECTIVE_CHARGES in pred:

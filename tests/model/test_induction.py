@@ -323,3 +323,27 @@ def test_save_and_load_round_trip(model, tmp_path):
     torch.testing.assert_close(loaded.polarizabilities(), model.polarizabilities())
     atoms = random_structure(**CASES["charged-bulk"])
     assert _energy(loaded)(atoms) == pytest.approx(_energy(model)(atoms), abs=1e-12)
+
+
+def test_calculator_and_written_predictions_report_the_induction_energy(model, tmp_path):
+    import ase.io
+
+    from hybridpot.train.evaluate import predict, write_predictions
+
+    atoms = ion_and_atom(6.0)
+    atoms.calc = hybridpot.HybridCalculator(model=model)
+    energy = atoms.get_potential_energy()
+    parts = [
+        atoms.calc.get_property(name, atoms)
+        for name in ("energy_short", "energy_coulomb", "energy_field", "energy_qeq")
+    ]
+    induction = atoms.calc.get_property("energy_induction", atoms)
+    expected = -0.5 * keys.COULOMB_CONSTANT * ALPHA["Cl"] * gaussian_field(6.0) ** 2
+    assert induction == pytest.approx(expected, rel=1e-12)
+    assert sum(parts) + induction == pytest.approx(energy, abs=1e-12)
+
+    plain = ion_and_atom(6.0)
+    predictions = predict(model, [graph_from_atoms(plain, CUTOFF)])
+    path = tmp_path / "predicted.xyz"
+    write_predictions([plain], predictions, path)
+    assert ase.io.read(path).info["energy_induction"] == pytest.approx(expected, rel=1e-9)
