@@ -121,11 +121,10 @@ def induction_field(
     # The screened part: on edge (i, j) with v = r_j - r_i, j's field at i is
     # -q_j phi'(r) (r_i - r_j) / r = q_j phi'(r) v / r; u(r / r_c) of it leaves.
     i, j = edge_index[0], edge_index[1]
-    vectors = edge_vectors
-    r = torch.linalg.norm(vectors, dim=-1)
+    r = torch.linalg.norm(edge_vectors, dim=-1)
     slope = pair_kernel_derivative(r, electrostatics.sigma_q, torch.zeros_like(r))
     weight = charges.index_select(0, j) * slope * polynomial_envelope(r, cutoff, degree) / r
-    inside = torch.zeros_like(full).index_add(0, i, weight[:, None] * vectors)
+    inside = torch.zeros_like(full).index_add(0, i, weight[:, None] * edge_vectors)
     return full - inside
 
 
