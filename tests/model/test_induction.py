@@ -127,14 +127,9 @@ def _bare_pair_field(ri: torch.Tensor, rj: torch.Tensor, qj, sigma_q: float) -> 
     return -grad
 
 
-def test_molecular_field_equals_an_explicit_pair_sum():
-    torch.manual_seed(0)
-    atoms = random_structure(11, n=7, pbc=(False,) * 3, scale=6.0)
-    graph = graph_from_atoms(atoms, CUTOFF)
-    sigma_q = 0.5
-    es = Electrostatics(sigma_q=sigma_q, accuracy=1e-10)
-    charges = torch.randn(len(atoms), dtype=torch.float64)
-    field = induction_field(
+def _field(es, graph, charges, cutoff: float) -> torch.Tensor:
+    """induction_field of ``charges`` on ``graph``'s atoms with Coulomb module ``es``."""
+    return induction_field(
         es,
         graph.coulomb_plan(es),
         graph.positions,
@@ -144,9 +139,19 @@ def test_molecular_field_equals_an_explicit_pair_sum():
         charges,
         graph.edge_index,
         graph.edge_vectors(),
-        CUTOFF,
+        cutoff,
         DEGREE,
     )
+
+
+def test_molecular_field_equals_an_explicit_pair_sum():
+    torch.manual_seed(0)
+    atoms = random_structure(11, n=7, pbc=(False,) * 3, scale=6.0)
+    graph = graph_from_atoms(atoms, CUTOFF)
+    sigma_q = 0.5
+    es = Electrostatics(sigma_q=sigma_q, accuracy=1e-10)
+    charges = torch.randn(len(atoms), dtype=torch.float64)
+    field = _field(es, graph, charges, CUTOFF)
     positions = graph.positions
     reference = torch.zeros_like(positions)
     for i in range(len(atoms)):
@@ -181,24 +186,9 @@ def test_periodic_field_is_minus_the_gradient_of_the_own_site_potential(pbc):
         (phi,) = torch.autograd.grad(energy, q)
         return float(phi[i]) / keys.COULOMB_CONSTANT
 
-    graph, plan = setup(atoms)
+    graph = setup(atoms)[0]
 
-    def field(cutoff: float) -> np.ndarray:
-        return induction_field(
-            es,
-            plan,
-            graph.positions,
-            graph.cell,
-            graph.pbc,
-            graph.batch,
-            charges,
-            graph.edge_index,
-            graph.edge_vectors(),
-            cutoff,
-            DEGREE,
-        ).numpy()
-
-    full, screened = field(1e-9), field(CUTOFF)
+    full, screened = (_field(es, graph, charges, c).numpy() for c in (1e-9, CUTOFF))
     inside = np.zeros_like(full)
     origin = torch.zeros(3, dtype=torch.float64)
     for edge, (i, j) in enumerate(graph.edge_index.T.tolist()):
