@@ -18,8 +18,7 @@ held-out structures. A variant is a set of model-config overrides on top of
   (polarisation, which fixed latent charges lack);
 * ``hybrid-induction``: ``hybrid`` plus first-order induction (model-config key
   ``induction: true``): learned per-element polarisabilities polarised by the field of
-  the charges beyond the cutoff (the ion-induced-dipole tail that latent charges miss).
-  Molecules only: on ``nacl-water`` (periodic) the row says "skipped";
+  the charges beyond the cutoff (the ion-induced-dipole tail that latent charges miss);
 * ``invariant-hybrid``: ``hybrid`` with ``l_max`` 0 and scalar-only hidden irreps
   ``"Nx0e"``, N chosen (:func:`invariant_twin`) so that its parameter count is the
   closest to the equivariant ``hybrid`` for the dataset's elements (within ~5%): the
@@ -143,8 +142,6 @@ VARIANTS = {
 #: MACE variants (trained by benchmarks/_mace_train.py in its own environment).
 MACE_VARIANTS = ("mace", "mace-les")
 ALL_VARIANTS = (*VARIANTS, *MACE_VARIANTS)
-#: Datasets of periodic cells (variants with ``induction`` skip them).
-PERIODIC_DATASETS = ("nacl-water",)
 DEFAULT_MODELS = ("short-range", "hybrid", "invariant-hybrid")
 
 #: Training settings shared by every run (stopping rule and batch size set per dataset).
@@ -855,11 +852,6 @@ def main(argv=None) -> int:
                     print(f"{key}: {rows[key]['skipped']}", flush=True)
                     save()
                     continue
-            elif VARIANTS[name].get("induction") and dataset in PERIODIC_DATASETS:
-                rows[key] = {"skipped": "induction is for structures without periodic boundaries"}
-                print(f"{key}: skipped, {rows[key]['skipped']}", flush=True)
-                save()
-                continue
             else:
                 model = {**network, **overrides, **VARIANTS[name]}
                 if name == "invariant-hybrid":
