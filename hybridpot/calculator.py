@@ -60,7 +60,8 @@ class HybridCalculator(Calculator):
     ``stress`` (6, Voigt, eV/Å³, ASE sign), ``charges`` (N, e), and the extras
     ``energy_short``, ``energy_coulomb``, ``energy_field``, ``energy_qeq`` and
     ``energy_induction`` (eV; the parts of ``energy``, 0 where the model has no such
-    term), ``dipole`` (3, e·Å, the charges' plus any induced dipoles; non-periodic
+    term), ``induced_dipoles`` (N×3, e·Å; ``induction`` models only), ``dipole`` (3, e·Å,
+    the charges' plus any induced dipoles; non-periodic
     structures only), ``polarization`` (3, e/Å²; fully periodic structures only, from the
     positions as given), ``electrostatic_potential`` (N, eV/e, dE/dq_i) and
     ``born_effective_charges`` (N×3×3, e, Z*_i[a, b] = dM_a/dr_ib; computed only when
@@ -100,6 +101,7 @@ class HybridCalculator(Calculator):
         "energy_field",
         "energy_qeq",
         "energy_induction",
+        "induced_dipoles",
         "dipole",
         "polarization",
         "electrostatic_potential",
@@ -346,6 +348,8 @@ class HybridCalculator(Calculator):
             "energy_qeq": float(numpy(keys.ENERGY_QEQ)[0]),
             "energy_induction": float(numpy(keys.ENERGY_INDUCTION)[0]),
         }
+        if keys.INDUCED_DIPOLES in out:
+            results["induced_dipoles"] = numpy(keys.INDUCED_DIPOLES)
         if has_dipole(atoms.pbc):
             results["dipole"] = numpy(keys.DIPOLE)[0]
         if has_volume(atoms.pbc):

@@ -43,7 +43,8 @@ def predict(
     (eV; the parts of energy), stress (3, 3) eV/Å³ for fully
     periodic structures, dipole (3,) e·Å for non-periodic ones, and with ``bec``
     (default: when any graph carries Born effective charge labels) born_effective_charges
-    (N, 3, 3) e, and the model's uncertainties when it has them: energy_uncertainty (eV,
+    (N, 3, 3) e, induced_dipoles (N, 3) e·Å for ``induction`` models, and the model's
+    uncertainties when it has them: energy_uncertainty (eV,
     scalar), forces_uncertainty (N,) eV/Å, charges_uncertainty (N,) e. When ``metrics``
     is given, each batch's errors against the graphs' labels are added to it.
     """
@@ -77,7 +78,7 @@ def predict(
             }
             if keys.ENERGY_UNCERTAINTY in pred:
                 out[keys.ENERGY_UNCERTAINTY] = pred[keys.ENERGY_UNCERTAINTY][b]
-            for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY):
+            for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY, keys.INDUCED_DIPOLES):
                 if key in pred:
                     out[key] = pred[key][atoms]
             if bec:
@@ -147,7 +148,8 @@ def write_predictions(
     ``energy_field``, ``energy_qeq``, ``energy_induction`` where not 0) and, for
     non-periodic structures, ``dipole`` in ``info``; Born effective charges, when
     predicted, as the calculator result ``born_effective_charges`` (N, 9) row-major;
-    uncertainties as ``info`` / ``arrays`` entries named by :mod:`hybridpot.keys`);
+    induced dipoles (N, 3) e·Å and uncertainties as ``arrays`` / ``info`` entries named by
+    :mod:`hybridpot.keys`);
     reference labels found under the ``data_keys`` are kept as ``ref_<name>``.
     """
     if len(images) != len(predictions):
@@ -193,7 +195,7 @@ def write_predictions(
             results["stress"] = voigt(pred[keys.STRESS])
         if keys.ENERGY_UNCERTAINTY in pred:
             new.info[keys.ENERGY_UNCERTAINTY] = float(pred[keys.ENERGY_UNCERTAINTY])
-        for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY):
+        for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY, keys.INDUCED_DIPOLES):
             if key in pred:
                 new.arrays[key] = pred[key]
         new.info[keys.ENERGY_SHORT] = float(pred[keys.ENERGY_SHORT])

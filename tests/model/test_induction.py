@@ -315,8 +315,9 @@ def test_save_and_load_round_trip(model, tmp_path):
     assert _energy(loaded)(atoms) == pytest.approx(_energy(model)(atoms), abs=1e-12)
 
 
-def test_calculator_and_written_predictions_report_the_induction_energy(model, tmp_path):
+def test_calculator_and_written_predictions_report_induction_energy_and_dipoles(model, tmp_path):
     import ase.io
+    from ase.calculators.calculator import PropertyNotImplementedError
 
     from hybridpot.train.evaluate import predict, write_predictions
 
@@ -331,9 +332,25 @@ def test_calculator_and_written_predictions_report_the_induction_energy(model, t
     expected = -0.5 * keys.COULOMB_CONSTANT * ALPHA["Cl"] * gaussian_field(6.0) ** 2
     assert induction == pytest.approx(expected, rel=1e-12)
     assert sum(parts) + induction == pytest.approx(energy, abs=1e-12)
+    # The ion's field (along the unit vector Na -> Cl) polarises Cl; the neutral Cl's field
+    # at Na is 0. The molecular dipole is the charges' (0: Na sits at the origin) plus it.
+    direction = np.array([0.8, 0.6, 0.0])
+    induced_cl = ALPHA["Cl"] * gaussian_field(6.0) * direction
+    induced = atoms.calc.get_property("induced_dipoles", atoms)
+    np.testing.assert_allclose(induced, [np.zeros(3), induced_cl], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(atoms.calc.get_property("dipole", atoms), induced_cl, rtol=1e-12)
 
     plain = ion_and_atom(6.0)
     predictions = predict(model, [graph_from_atoms(plain, CUTOFF)])
     path = tmp_path / "predicted.xyz"
     write_predictions([plain], predictions, path)
-    assert ase.io.read(path).info["energy_induction"] == pytest.approx(expected, rel=1e-9)
+    written = ase.io.read(path)
+    assert written.info["energy_induction"] == pytest.approx(expected, rel=1e-9)
+    # extxyz keeps 8 decimals of per-atom arrays.
+    np.testing.assert_allclose(written.arrays["induced_dipoles"], induced, atol=1e-8)
+
+    # A model without induction has no induced dipoles to report.
+    plain.calc = hybridpot.HybridCalculator(model=hybridpot.build_model(small_model_config()))
+    with pytest.raises(PropertyNotImplementedError):
+        plain.calc.get_property("induced_dipoles", plain)
+    assert "induced_dipoles" not in predict(plain.calc.model, [graph_from_atoms(plain, CUTOFF)])[0]
