@@ -27,6 +27,11 @@ def _model_dtype_device(model: torch.nn.Module) -> tuple[torch.dtype, torch.devi
     return p.dtype, p.device
 
 
+#: Per-atom outputs a model has only sometimes (uncertainties, induced dipoles): predicted
+#: and written when present.
+PER_ATOM_EXTRAS = (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY, keys.INDUCED_DIPOLES)
+
+
 def predict(
     model: torch.nn.Module,
     graphs: list[AtomicGraph],
@@ -78,7 +83,7 @@ def predict(
             }
             if keys.ENERGY_UNCERTAINTY in pred:
                 out[keys.ENERGY_UNCERTAINTY] = pred[keys.ENERGY_UNCERTAINTY][b]
-            for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY, keys.INDUCED_DIPOLES):
+            for key in PER_ATOM_EXTRAS:
                 if key in pred:
                     out[key] = pred[key][atoms]
             if bec:
@@ -195,7 +200,7 @@ def write_predictions(
             results["stress"] = voigt(pred[keys.STRESS])
         if keys.ENERGY_UNCERTAINTY in pred:
             new.info[keys.ENERGY_UNCERTAINTY] = float(pred[keys.ENERGY_UNCERTAINTY])
-        for key in (keys.FORCES_UNCERTAINTY, keys.CHARGES_UNCERTAINTY, keys.INDUCED_DIPOLES):
+        for key in PER_ATOM_EXTRAS:
             if key in pred:
                 new.arrays[key] = pred[key]
         new.info[keys.ENERGY_SHORT] = float(pred[keys.ENERGY_SHORT])
