@@ -117,15 +117,58 @@ def induction_field(
             cross, shift, retain_graph=True, create_graph=differentiable
         )
         (d_unit,) = torch.autograd.grad(energy(ones), shift, create_graph=differentiable)
-    full = (charges[:, None] * d_unit - d_cross) / COULOMB_CONSTANT
-    # The screened part: on edge (i, j) with v = r_j - r_i, j's field at i is
+    full = field_from_energy_gradients(charges, d_unit, d_cross)
+    return full - inside_cutoff_field(
+        charges, edge_index, edge_vectors, electrostatics.sigma_q, cutoff, degree
+    )
+
+
+def field_from_energy_gradients(
+    charges: torch.Tensor,
+    unit_gradient: torch.Tensor,
+    cross_gradient: torch.Tensor,
+    coulomb_constant: float = COULOMB_CONSTANT,
+) -> torch.Tensor:
+    """The full field e[q] = (q dE(1)/dR - dB(1, q)/dR) / k_e (N, 3) e/Å² (module docstring).
+
+    Args:
+        charges: (N,) e.
+        unit_gradient: (N, 3) eV/Å, dE(1)/dR, the gradient of the Coulomb energy of unit
+            charges at fixed charges.
+        cross_gradient: (N, 3) eV/Å, dB(1, q)/dR with B(w, q) = [E(w + q) - E(w - q)] / 2.
+        coulomb_constant: k_e (eV·Å/e²); an argument so that TorchScript compiles it.
+    """
+    return (charges[:, None] * unit_gradient - cross_gradient) / coulomb_constant
+
+
+def inside_cutoff_field(
+    charges: torch.Tensor,
+    edge_index: torch.Tensor,
+    edge_vectors: torch.Tensor,
+    sigma_q: float,
+    cutoff: float,
+    degree: int,
+) -> torch.Tensor:
+    """The part of the field that the screening removes, sum over the edges inside the
+    cutoff of u(r / r_c) times the pair field (N, 3) e/Å² (to be SUBTRACTED).
+
+    Args:
+        charges: (N,) e.
+        edge_index: (2, E) int64 directed edges (i receives j's field on edge (i, j)).
+        edge_vectors: (E, 3) Å, r_j - r_i (+ cell shift).
+        sigma_q: Gaussian charge width (Å); 0 for point charges.
+        cutoff: r_c (Å); edges longer than r_c add 0.
+        degree: the envelope's polynomial degree p.
+    """
+    # On edge (i, j) with v = r_j - r_i, j's field at i is
     # -q_j phi'(r) (r_i - r_j) / r = q_j phi'(r) v / r; u(r / r_c) of it leaves.
     i, j = edge_index[0], edge_index[1]
     r = torch.linalg.norm(edge_vectors, dim=-1)
-    slope = pair_kernel_derivative(r, electrostatics.sigma_q, torch.zeros_like(r))
+    slope = pair_kernel_derivative(r, sigma_q, torch.zeros_like(r))
     weight = charges.index_select(0, j) * slope * polynomial_envelope(r, cutoff, degree) / r
-    inside = torch.zeros_like(full).index_add(0, i, weight[:, None] * edge_vectors)
-    return full - inside
+    return torch.zeros(charges.shape[0], 3, dtype=charges.dtype, device=charges.device).index_add(
+        0, i, weight[:, None] * edge_vectors
+    )
 
 
 def induction_energies(

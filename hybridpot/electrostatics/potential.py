@@ -69,20 +69,23 @@ def pair_kernel_derivative(r: torch.Tensor, sigma_q: float, inv_width: torch.Ten
     f' = [a g(r a) - b g(r b) - f] / r (a = 1/(2 sigma_q), b = ``inv_width``), and
     for point charges f' = -[b g(r b) + f] / r.
     """
+    # No module-level constants, as in pair_kernel: the exported induction term
+    # (hybridpot.electrostatics.scriptable_induction) compiles this function.
+    two_over_sqrt_pi = 2.0 / math.sqrt(math.pi)
     if sigma_q == 0:
-        gb = _TWO_OVER_SQRT_PI * inv_width * torch.exp(-((r * inv_width) ** 2))
+        gb = two_over_sqrt_pi * inv_width * torch.exp(-((r * inv_width) ** 2))
         return -(gb + pair_kernel(r, sigma_q, inv_width)) / r
     inv_a = 1.0 / (2.0 * sigma_q)
     small = r < 1e-3 / inv_a
     r_safe = torch.where(small, torch.full_like(r, 1.0 / inv_a), r)
-    ga = _TWO_OVER_SQRT_PI * inv_a * torch.exp(-((r_safe * inv_a) ** 2))
-    gb_safe = _TWO_OVER_SQRT_PI * inv_width * torch.exp(-((r_safe * inv_width) ** 2))
+    ga = two_over_sqrt_pi * inv_a * torch.exp(-((r_safe * inv_a) ** 2))
+    gb_safe = two_over_sqrt_pi * inv_width * torch.exp(-((r_safe * inv_width) ** 2))
     # f at r_safe, where the closed form is exact (the series is only for small r)
     f_safe = (torch.erfc(r_safe * inv_width) - torch.erfc(r_safe * inv_a)) / r_safe
     exact = (ga - gb_safe - f_safe) / r_safe
     d3 = inv_a**3 - inv_width**3
     d5 = inv_a**5 - inv_width**5
-    series = _TWO_OVER_SQRT_PI * (-2.0 * r * d3 / 3.0 + 0.4 * r**3 * d5)
+    series = two_over_sqrt_pi * (-2.0 * r * d3 / 3.0 + 0.4 * r**3 * d5)
     return torch.where(small, series, exact)
 
 

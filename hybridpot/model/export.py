@@ -14,6 +14,10 @@ edges) and the total charge of each system (the standard ``"charge"`` input, rea
   vectors and through the Coulomb sum, real space and mesh alike);
 - ``"charge"``: per-atom charges, e (the standard metatomic quantity).
 
+A model with ``induction`` exports its induction energy with its trained polarisabilities
+(:mod:`hybridpot.electrostatics.scriptable_induction`); the induced dipoles themselves are
+not an output (metatomic has no standard quantity for them).
+
 The exported module (:class:`ExportedHybridModel`) runs the TorchScript twins of the
 eager model (:class:`~hybridpot.nn.scriptable.ScriptableNetwork`,
 :class:`~hybridpot.electrostatics.scriptable.ScriptableCoulomb`) on the same weights;
@@ -81,7 +85,7 @@ def export_model(
         ImportError: metatomic-torch is not installed (the ``deploy`` extra).
         TypeError: ``model`` is not a HybridModel.
         ValueError: the model cannot be exported (Ewald electrostatics, dipole readout,
-            charge equilibration, induction).
+            charge equilibration).
     """
     if not isinstance(model, HybridModel):
         raise TypeError(f"model must be a HybridModel, got {type(model).__name__}")
@@ -90,11 +94,6 @@ def export_model(
             f"models with charge_model={model.model_config.charge_model!r} cannot be exported "
             "yet (the exported file has no charge-equilibration solve); export a latent-charge "
             "model"
-        )
-    if model.model_config.induction:
-        raise ValueError(
-            "models with induction: true cannot be exported yet (the exported file has no "
-            "induction term); export a model without it"
         )
     mta = _metatomic()
     dtype = model.network.embedding.weight.dtype
@@ -152,6 +151,7 @@ def _coulomb_text(config) -> str:
         f"accuracy {config.coulomb_accuracy:g}"
         + (", pairs inside the cutoff screened" if config.screened else "")
         + ")"
+        + (" + induction of per-element polarisabilities" if config.induction else "")
     )
 
 

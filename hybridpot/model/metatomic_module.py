@@ -17,12 +17,14 @@ from metatomic.torch import ModelOutput, NeighborListOptions, System
 from .. import keys
 from ..electrostatics.screening import screening_energies
 from ..electrostatics.scriptable import ScriptableCoulomb
+from ..electrostatics.scriptable_induction import ScriptableInduction
 from ..nn.scriptable import ScriptableNetwork
 from .hybrid import HybridModel
 
 
 class ExportedHybridModel(torch.nn.Module):
-    """metatomic ModelInterface of a :class:`HybridModel` (energy and charges)."""
+    """metatomic ModelInterface of a :class:`HybridModel` (energy and charges; the
+    Coulomb energy, its screening and the induction energy as the model has them)."""
 
     def __init__(self, model: HybridModel):
         super().__init__()
@@ -39,6 +41,20 @@ class ExportedHybridModel(torch.nn.Module):
             else None
         )
         self.cutoff = float(model.cutoff)
+        # induction: polarisable atoms in the charges' field (the trained alpha, Å³)
+        self.induction = (
+            ScriptableInduction(
+                electrostatics.sigma_q,
+                electrostatics.method,
+                electrostatics.accuracy,
+                electrostatics.overrides,
+                model.polarizabilities().detach(),
+                model.cutoff,
+                model.model_config.polynomial_degree,
+            )
+            if model.polarizability_raw is not None
+            else None
+        )
         # coulomb_split "cutoff": pairs inside the cutoff leave the Coulomb energy.
         self.screened = bool(model.model_config.screened)
         self.sigma_q = float(model.model_config.sigma_q)
@@ -95,6 +111,11 @@ class ExportedHybridModel(torch.nn.Module):
                         self.sigma_q,
                         self.envelope_degree,
                         self.coulomb_constant,
+                    )
+                induction = self.induction
+                if induction is not None:
+                    energies = energies + induction(
+                        positions, system.cell, system.pbc, charges, species, edge_index, vectors
                     )
             atoms = torch.arange(n, device=positions.device)
             if selected_atoms is not None:

@@ -20,7 +20,9 @@ import hybridpot
 from hybridpot import keys
 from hybridpot.data import graph_from_atoms
 from hybridpot.electrostatics import Electrostatics
+from hybridpot.electrostatics.induction import induction_field
 from hybridpot.electrostatics.scriptable import ScriptableCoulomb
+from hybridpot.electrostatics.scriptable_induction import ScriptableInduction
 from hybridpot.nn.scriptable import ScriptableNetwork
 from hybridpot.testing.network import small_network
 from hybridpot.testing.structures import random_structure, small_model_config
@@ -101,6 +103,80 @@ def test_scriptable_coulomb_equals_electrostatics(sigma_q, method):
             assert _relative(g, e) < TOL.exact
 
 
+@pytest.mark.parametrize("sigma_q, method", [(0.0, "auto"), (0.6, "p3m")])
+def test_scriptable_induction_field_equals_eager(sigma_q, method):
+    """The exported field of the charges (screened inside the cutoff) equals the eager
+    one to rounding, and so do its gradients w.r.t. positions, cell and charges (the
+    engine differentiates the energy through it)."""
+    reference = Electrostatics(sigma_q=sigma_q, method=method, accuracy=1e-6)
+    cutoff, degree = 3.0, 6
+    alpha = torch.tensor([0.7, 1.9], dtype=torch.float64)
+    scripted = torch.jit.script(
+        ScriptableInduction(
+            sigma_q, method, reference.accuracy, reference.overrides, alpha, cutoff, degree
+        )
+    )
+    rng = np.random.default_rng(8)
+    for options in STRUCTURES:
+        atoms = random_structure(**options)
+        n = len(atoms)
+        graph = graph_from_atoms(atoms, cutoff=cutoff)
+        assert graph.edge_index.shape[1] > 0  # the screening has pairs to act on
+        charges = rng.normal(0, 1, n)
+        positions = torch.tensor(atoms.positions, requires_grad=True)
+        cell = torch.tensor(atoms.cell.array, requires_grad=True)
+        pbc = torch.tensor(atoms.pbc)
+        q = torch.tensor(charges, requires_grad=True)
+        vectors = graph.edge_vectors(positions, cell[None])
+        batch = torch.zeros(n, dtype=torch.long)
+        plan = graph.coulomb_plan(reference)
+        expected = induction_field(
+            reference, plan, positions, cell[None], pbc[None], batch, q,
+            graph.edge_index, vectors, cutoff, degree,
+        )  # fmt: skip
+        got = scripted.field(positions, cell, pbc, q, graph.edge_index, vectors)
+        assert float(expected.detach().abs().max()) > 1e-3
+        assert _relative(got.detach(), expected.detach()) < TOL.exact
+        inputs = (positions, q) if not atoms.pbc.any() else (positions, cell, q)
+        weights = torch.tensor(rng.normal(0, 1, (n, 3)))  # a generic scalar of the field
+        # the two share the edge vectors' graph: keep it for the second
+        grads_expected = torch.autograd.grad((weights * expected).sum(), inputs, retain_graph=True)
+        grads_got = torch.autograd.grad((weights * got).sum(), inputs)
+        for g, e in zip(grads_got, grads_expected):
+            assert _relative(g, e) < TOL.exact
+        species = torch.arange(n) % 2
+        energies = scripted(positions, cell, pbc, q, species, graph.edge_index, vectors)
+        squared = (expected.detach() ** 2).sum(-1)
+        closed_form = -0.5 * keys.COULOMB_CONSTANT * alpha[species] * squared
+        assert _relative(energies.detach(), closed_form) < TOL.exact
+
+
+def test_scriptable_induction_restores_the_grad_mode():
+    """Called with gradients off (an engine asking for the energy only), the module turns
+    them on for the field and off again afterwards; the result is the same."""
+    alpha = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    scripted = torch.jit.script(ScriptableInduction(0.0, "auto", 1e-6, {}, alpha, 3.0, 6))
+    atoms = random_structure(**STRUCTURES[0])
+    graph = graph_from_atoms(atoms, cutoff=3.0)
+    arguments = (
+        torch.tensor(atoms.positions),
+        torch.tensor(atoms.cell.array),
+        torch.tensor(atoms.pbc),
+        torch.tensor(np.random.default_rng(0).normal(0, 1, len(atoms))),
+        torch.zeros(len(atoms), dtype=torch.long),
+        graph.edge_index,
+        graph.edge_vectors(graph.positions, graph.cell),
+    )
+    with_grad = scripted(*arguments)
+    with torch.no_grad():
+        without_grad = scripted(*arguments)
+        assert not torch.is_grad_enabled()
+    assert torch.is_grad_enabled()
+    assert torch.equal(with_grad, without_grad)
+    with pytest.raises(ValueError, match="polarizabilities must be a 1-D tensor of values >= 0"):
+        ScriptableInduction(0.0, "auto", 1e-6, {}, torch.tensor([-1.0]), 3.0, 6)
+
+
 @pytest.mark.parametrize(
     "method, sigma_q, overrides",
     [
@@ -155,9 +231,6 @@ def test_export_refuses_what_it_cannot_export(tmp_path):
     qeq = hybridpot.build_model(small_model_config(charge_model="qeq"))
     with pytest.raises(ValueError, match="charge_model='qeq' cannot be exported"):
         export_model(qeq, tmp_path / "x.pt")
-    induction = hybridpot.build_model(small_model_config(induction=True))
-    with pytest.raises(ValueError, match="induction: true cannot be exported"):
-        export_model(induction, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -264,3 +337,32 @@ def test_exported_model_keeps_the_coulomb_split(split, tmp_path):
         assert gap > 1e-4
         assert abs(atoms.get_potential_energy() - energy) < min(1e-3 * gap, 1e-8 * abs(energy))
         assert _relative(atoms.get_forces(), expected.get_forces()) < TOL.exported
+
+
+def test_exported_model_keeps_the_induction(tmp_path):
+    """An ``induction: true`` model exports its induction energy with the trained
+    polarisabilities: the file equals the Python model to 1e-8 in energy, forces and
+    stress on a bulk cell, a charged cell, a slab and a charged molecule, far closer than
+    the induction energy itself."""
+    from metatomic_ase import MetatomicCalculator
+
+    torch.manual_seed(3)
+    model = hybridpot.build_model(small_model_config(induction=True, charge_init_scale=1.0))
+    with torch.no_grad():  # distinct, sizeable polarisabilities (1.3-3.0 Å³)
+        model.polarizability_raw.copy_(torch.linspace(1.0, 3.0, len(model.model_config.elements)))
+    hybridpot.export_model(model, tmp_path / "model-deployed.pt")
+    exported = MetatomicCalculator(str(tmp_path / "model-deployed.pt"))
+    python = hybridpot.HybridCalculator(model=model)
+    for options in STRUCTURES:
+        atoms = random_structure(**options)
+        expected = atoms.copy()
+        expected.calc, atoms.calc = python, exported
+        energy = expected.get_potential_energy()
+        induction = python.get_property(keys.ENERGY_INDUCTION, expected)
+        assert abs(induction) > 1e-4
+        assert abs(atoms.get_potential_energy() - energy) < min(
+            1e-3 * abs(induction), TOL.exported * abs(energy)
+        )
+        assert _relative(atoms.get_forces(), expected.get_forces()) < TOL.exported
+        if atoms.pbc.all():
+            assert _relative(atoms.get_stress(), expected.get_stress()) < TOL.exported
