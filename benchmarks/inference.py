@@ -3,8 +3,9 @@
 Rock-salt NaCl supercells (a = 5.64 Å, atoms displaced ~0.1 Å) with N = 512, 4,096 and
 32,768 atoms, for the default hybridpot model and a model of MACE-like size (cutoff 5 Å,
 2 layers, 64x0e + 64x1o, l_max 3), float32 and float64, with and without the Coulomb
-term; and MACE itself (64x0e + 64x1o, l_max 3, correlation 3, 2 layers, float32) run in
-its own virtual environment (mace-torch pins e3nn 0.4.4).
+term (``--coulomb induction``: the Coulomb term plus ``induction: true``); and MACE
+itself (64x0e + 64x1o, l_max 3, correlation 3, 2 layers, float32) run in its own
+virtual environment (mace-torch pins e3nn 0.4.4).
 
 Every configuration runs in a fresh subprocess so its peak memory (max RSS on CPU,
 max allocated on CUDA) is its own. Prints a Markdown table and writes JSON.
@@ -63,7 +64,8 @@ def run_hybridpot(args) -> dict:
     device = torch.device(args.device)
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     config = {"elements": ["Na", "Cl"], "cutoff": 5.0, **MODELS[args.model]}
-    config["coulomb"] = args.coulomb
+    config["coulomb"] = args.coulomb != "off"
+    config["induction"] = args.coulomb == "induction"
     config["avg_num_neighbors"] = 26.0
     torch.manual_seed(0)
     model = hybridpot.build_model(config).to(device=device, dtype=dtype).eval()
@@ -168,7 +170,14 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 4096, 32768])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
-    parser.add_argument("--coulomb", nargs="+", default=["on", "off"], choices=["on", "off"])
+    parser.add_argument(
+        "--coulomb",
+        nargs="+",
+        default=["on", "off"],
+        choices=["on", "off", "induction"],
+        help="long-range term: on (Coulomb), off (short range only), induction (Coulomb + "
+        "induction: true)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
@@ -193,11 +202,11 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", help=argparse.SUPPRESS)
-    parser.add_argument("--coulomb-on", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--coulomb-mode", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        args.coulomb = args.coulomb_on
+        args.coulomb = args.coulomb_mode
         print(json.dumps(run_hybridpot(args)))
         return 0
 
@@ -211,7 +220,7 @@ def main(argv=None) -> int:
 
                         job = copy.copy(args)
                         job.size, job.model, job.dtype = size, model, dtype
-                        job.coulomb = coulomb == "on"
+                        job.coulomb = coulomb
                         try:
                             rows.append(run_hybridpot(job))
                         except Exception as error:  # e.g. out of memory: record and go on
@@ -228,7 +237,7 @@ def main(argv=None) -> int:
                     command = [sys.executable, __file__, "--worker", "--size", str(size)]
                     command += ["--model", model, "--dtype", dtype, "--device", args.device]
                     command += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
-                    command += ["--coulomb-on"] if coulomb == "on" else []
+                    command += ["--coulomb-mode", coulomb]
                     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), **malloc_env(args))
                     try:
                         done = subprocess.run(

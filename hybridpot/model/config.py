@@ -136,7 +136,8 @@ class ModelConfig:
     per-element polarisabilities alpha (Å³) in the field e_i of the charges, each pair's
     field screened inside the cutoff: the -alpha Q² k_e / (2 R⁴) attraction of a molecule
     by an ion beyond the network's reach, which latent charges miss. Latent charges only;
-    molecules, slabs and bulk cells; no applied field. See ``docs/theory.md``."""
+    molecules, slabs and bulk cells; an applied electric field polarises the atoms too
+    (alpha E / k_e); exported with the model. See ``docs/theory.md``."""
 
     coulomb_method: str = hp.COULOMB_METHOD
     """Electrostatics: ``"auto"`` (by pbc), ``"pme"``, ``"ewald"``, ``"p3m"`` or ``"direct"``."""

@@ -195,7 +195,9 @@ class HybridModel(torch.nn.Module):
         fragments) sum to its total charge. A graph with an ``electric_field`` adds the
         field terms of :mod:`hybridpot.model.response`: the energy -M·E for non-periodic
         structures (in ENERGY and ENERGY_FIELD; forces follow), the forces Z*ᵀE alone for
-        periodic ones.
+        periodic ones; with ``induction`` the field also induces alpha_i E / k_e on every
+        atom (in INDUCED_DIPOLES, DIPOLE and POLARIZATION), whose energy
+        -(1/2) sum alpha_i |E|^2 / k_e joins ENERGY_FIELD (non-periodic structures).
 
         Args:
             graph: B structures, N atoms; edges must come from a cutoff >= the model's.
@@ -299,9 +301,9 @@ class HybridModel(torch.nn.Module):
         else:
             energies_coulomb = torch.zeros_like(energies_short)
         energies = energies_short + energies_coulomb
-        induced = None
+        induced = alpha = None
         if self.polarizability_raw is not None:
-            induced, energies_induction = self._induction(
+            induced, energies_induction, alpha = self._induction(
                 graph, strained_positions, strained_cell, vectors, charges
             )
             energies = energies + energies_induction
@@ -320,6 +322,19 @@ class HybridModel(torch.nn.Module):
         energy_field = torch.zeros_like(energy)
         if field is not None:
             energy_field = response.field_energy(moments, field, graph.pbc)
+            if alpha is not None:
+                # The applied field polarises the atoms too: dipoles alpha E / k_e, whose
+                # energy in that field is -(1/2) alpha |E|^2 / k_e (half of -mu·E: the
+                # polarisation's own cost). Their interaction with the charges' field
+                # is already in -M·E (M holds alpha e); they do not depend on positions.
+                applied = alpha[:, None] * field.to(alpha.dtype).index_select(0, graph.batch)
+                applied = applied / keys.COULOMB_CONSTANT
+                induced = induced + applied
+                applied_moments = segment_sum(applied, graph.batch, num_graphs)
+                energy_field = energy_field + 0.5 * response.field_energy(
+                    applied_moments, field, graph.pbc
+                )
+                moments = moments + applied_moments
             energy = energy + energy_field
 
         molecule = has_dipole(graph.pbc)[:, None]
@@ -405,13 +420,10 @@ class HybridModel(torch.nn.Module):
 
     def _induction(self, graph, positions, cell, vectors, charges):
         """Induced dipoles (N, 3) e·Å and induction energies (N,) eV of the charges' field
-        beyond the cutoff (:mod:`hybridpot.electrostatics.induction`); ``positions`` and
-        ``cell`` strained when a stress is wanted, ``vectors`` (E, 3) their edge vectors."""
-        if graph.electric_field is not None:
-            raise ValueError(
-                "induction (model config) does not take an applied electric_field yet: "
-                "the induced dipoles would miss it"
-            )
+        beyond the cutoff (:mod:`hybridpot.electrostatics.induction`), and the atoms'
+        polarisabilities (N,) Å³; ``positions`` and ``cell`` strained when a stress is
+        wanted, ``vectors`` (E, 3) their edge vectors. (An applied field's share of the
+        dipoles is added in :meth:`forward`.)"""
         field = induction_field(
             self.electrostatics,
             graph.coulomb_plan(self.electrostatics),
@@ -427,7 +439,7 @@ class HybridModel(torch.nn.Module):
         )
         species = self.network.embedding.species_index(graph.numbers, check=False)
         alpha = self.polarizabilities()[species]
-        return alpha[:, None] * field, induction_energies(alpha, field)
+        return alpha[:, None] * field, induction_energies(alpha, field), alpha
 
     def _equilibrate(self, out, graph, leaf, positions, cell, charge_group, group_charge):
         """Qeq charges (N,) e and on-site energies (N,) eV from the network's chi and J

@@ -4,7 +4,8 @@ Checked against physics that does not share the code path: the ion-induced-dipol
 -alpha Q^2 k_e / (2 R^4) beyond the cutoff; an explicit pair sum of the screened field
 for molecules; for periodic cells and slabs, the field as minus the finite-difference
 derivative of the (screened) electrostatic potential at an atom's own position; forces,
-stress and a force-loss gradient against finite differences.
+stress and a force-loss gradient against finite differences; in an applied field, the
+dipole as minus the field derivative of the energy and the polarisability sum alpha / k_e.
 """
 
 import math
@@ -299,10 +300,91 @@ def test_bad_configurations_are_refused(model):
         hybridpot.build_model(small_model_config(induction=True, charge_model="qeq"))
     with pytest.raises(TypeError, match="induction must be true or false"):
         ModelConfig.from_dict({"elements": ["Na"], "cutoff": 3.0, "induction": "yes"})
-    graph = graph_from_atoms(ion_and_atom(6.0), CUTOFF)
-    graph.electric_field = torch.tensor([[0.0, 0.0, 0.1]], dtype=torch.float64)
-    with pytest.raises(ValueError, match="electric_field"):
-        model(graph)
+
+
+FIELD = np.array([0.03, -0.05, 0.02])  # V/Å
+
+
+def _in_field(atoms: ase.Atoms, field) -> ase.Atoms:
+    out = atoms.copy()
+    out.info["electric_field"] = np.asarray(field, dtype=float)
+    return out
+
+
+def test_applied_field_polarises_the_atoms(model):
+    """Ion (+1) and neutral atom in a field E: each atom gets alpha E / k_e on top of the
+    charges' induced dipole; the field energy is -M·E - (1/2) sum alpha |E|^2 / k_e."""
+    k_e = keys.COULOMB_CONSTANT
+    atoms = _in_field(ion_and_atom(6.0), FIELD)
+    out = model(graph_from_atoms(atoms, CUTOFF))
+    direction = np.array([0.8, 0.6, 0.0])
+    from_charges = ALPHA["Cl"] * gaussian_field(6.0) * direction  # the ion polarises Cl
+    induced = out[keys.INDUCED_DIPOLES].detach().numpy()
+    np.testing.assert_allclose(induced[0], ALPHA["Na"] * FIELD / k_e, rtol=1e-12)
+    np.testing.assert_allclose(induced[1], from_charges + ALPHA["Cl"] * FIELD / k_e, rtol=1e-12)
+    # Na sits at the origin: the charges' dipole is 0, the molecule's is the induced one.
+    np.testing.assert_allclose(out[keys.DIPOLE][0].detach().numpy(), induced.sum(0), rtol=1e-12)
+    total_alpha = ALPHA["Na"] + ALPHA["Cl"]
+    expected = -from_charges @ FIELD - 0.5 * total_alpha * (FIELD @ FIELD) / k_e
+    assert float(out[keys.ENERGY_FIELD][0]) == pytest.approx(expected, rel=1e-12)
+    # The charges' induction energy does not change with the field (first order).
+    plain = model(graph_from_atoms(ion_and_atom(6.0), CUTOFF))
+    assert float(out[keys.ENERGY_INDUCTION][0]) == float(plain[keys.ENERGY_INDUCTION][0])
+
+
+def test_dipole_and_polarisability_are_field_derivatives_of_the_energy(model):
+    """On a generic charged molecule: M = -dE/dE_field (central differences) and the
+    polarisability -d2E/dE_field2 = sum_i alpha_i / k_e times the identity (latent charges
+    do not respond to the field; the energy is quadratic in it, so differences are exact
+    to rounding)."""
+    atoms = random_structure(**CASES["molecule"])
+    atoms.info["charge"] = 1.0
+
+    def energy(field) -> float:
+        out = model(graph_from_atoms(_in_field(atoms, field), CUTOFF), compute_forces=False)
+        return float(out[keys.ENERGY][0])
+
+    out = model(graph_from_atoms(_in_field(atoms, FIELD), CUTOFF), compute_forces=False)
+    dipole = out[keys.DIPOLE][0].detach().numpy()
+    species = [model.model_config.elements.index(s) for s in atoms.get_chemical_symbols()]
+    total_alpha = float(model.polarizabilities()[species].sum())
+    h = 0.05
+    for axis in range(3):
+        step = np.eye(3)[axis] * h
+        up, mid, down = energy(FIELD + step), energy(FIELD), energy(FIELD - step)
+        assert -(up - down) / (2 * h) == pytest.approx(dipole[axis], rel=1e-9, abs=1e-11)
+        curvature = (up - 2 * mid + down) / h**2
+        assert -curvature == pytest.approx(total_alpha / keys.COULOMB_CONSTANT, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_forces_in_an_applied_field(model, name):
+    """Molecules: forces = -dE/dr by finite differences of the energy with the field.
+    Periodic cells and slabs (no field energy): the field adds Z*ᵀE, Z* including the
+    charges' induced dipoles, and no energy."""
+    atoms = random_structure(**CASES[name])
+    with_field = _in_field(atoms, FIELD)
+    out = model(graph_from_atoms(with_field, CUTOFF), compute_forces=True, compute_stress=False)
+    forces = out[keys.FORCES].detach().numpy()
+    induced = out[keys.INDUCED_DIPOLES].detach().numpy()
+    plain = model(
+        graph_from_atoms(atoms, CUTOFF), compute_forces=True, compute_stress=False, compute_bec=True
+    )
+    species = [model.model_config.elements.index(s) for s in atoms.get_chemical_symbols()]
+    alpha = model.polarizabilities()[species].detach().numpy()
+    np.testing.assert_allclose(
+        induced - plain[keys.INDUCED_DIPOLES].detach().numpy(),
+        alpha[:, None] * FIELD / keys.COULOMB_CONSTANT,
+        rtol=1e-12,
+        atol=1e-16,
+    )
+    if not atoms.pbc.any():
+        np.testing.assert_allclose(forces, numerical_forces(_energy(model), with_field), atol=1e-7)
+        return
+    assert float(out[keys.ENERGY_FIELD][0]) == 0.0
+    bec = plain[keys.BORN_EFFECTIVE_CHARGES].detach().numpy()
+    expected = plain[keys.FORCES].detach().numpy() + np.einsum("iab,a->ib", bec, FIELD)
+    np.testing.assert_allclose(forces, expected, atol=1e-12)
 
 
 def test_save_and_load_round_trip(model, tmp_path):
