@@ -293,11 +293,13 @@ def test_exported_file_runs_without_hybridpot(tmp_path):
 
 
 @pytest.mark.slow  # ~20-40 s: TorchScript export
-def test_float32_export_equals_float32_calculator():
+@pytest.mark.parametrize("induction", [False, True])
+def test_float32_export_equals_float32_calculator(induction):
     from metatomic_ase import MetatomicCalculator
 
     torch.manual_seed(1)
-    model = hybridpot.build_model(small_model_config(coulomb_accuracy=1e-4)).to(torch.float32)
+    config = small_model_config(coulomb_accuracy=1e-4, induction=induction)
+    model = hybridpot.build_model(config).to(torch.float32)
     exported = MetatomicCalculator(hybridpot.export_model(model))
     python = hybridpot.HybridCalculator(model=model, dtype="float32")
     tol = tolerances(torch.float32).exported
