@@ -58,9 +58,10 @@ class ScriptableInduction(torch.nn.Module):
     ):
         super().__init__()
         if polarizabilities.dim() != 1 or bool((polarizabilities < 0).any()):
+            smallest = float(polarizabilities.min()) if polarizabilities.numel() else None
             raise ValueError(
                 "polarizabilities must be a 1-D tensor of values >= 0 (Å³ per element), got "
-                f"shape {tuple(polarizabilities.shape)}"
+                f"shape {tuple(polarizabilities.shape)}, smallest value {smallest}"
             )
         self.coulomb = ScriptableCoulomb(sigma_q, method, accuracy, overrides)
         self.register_buffer("polarizabilities", polarizabilities.detach().clone())
