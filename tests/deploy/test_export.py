@@ -172,7 +172,8 @@ def test_scriptable_induction_restores_the_grad_mode():
         without_grad = scripted(*arguments)
         assert not torch.is_grad_enabled()
     assert torch.is_grad_enabled()
-    assert torch.equal(with_grad, without_grad)
+    # equal to rounding (TorchScript's profiling executor may fuse the second call)
+    torch.testing.assert_close(without_grad, with_grad, rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match="polarizabilities must be a 1-D tensor of values >= 0"):
         ScriptableInduction(0.0, "auto", 1e-6, {}, torch.tensor([-1.0]), 3.0, 6)
 
