@@ -1,4 +1,5 @@
-"""What the long-distance test frames of a charged dimer measure: E(R) = c - A/R^4.
+"""What the long-distance test frames of a charged dimer measure: E(R) = c - A/R^4;
+where a model's interaction energy comes from.
 
 The LODE charged-dimer sets (``../shared/data/charged-dimers``) train on monomer
 separations of 4-12 Å and test at 12-15 Å. For a cation and a neutral monomer (type 2)
@@ -17,7 +18,11 @@ This script fits that form by least squares:
   frames, so a model's long-range behaviour reads as its own c and alpha. The models must
   have been trained on the interaction energy (``benchmarks/real_data.py``'s protocol);
   they are evaluated with the monomers as fragments (its ``DIMER_KEYS``: ``indexB``,
-  ``chargeA``, ``chargeB``).
+  ``chargeA``, ``chargeB``). Per frame it also splits each model's prediction into the
+  network's energy and the Coulomb energy, and the Coulomb energy into each monomer's own
+  part (its charges alone) and the part between the monomers: on a neutral pair this
+  shows whether the charges model the interaction or an intramolecular energy that the
+  network must cancel.
 
     python benchmarks/dimer_tail.py [--type 2] [--min-distance 6 7]
         [--models hybrid=/path/model.pt ...] [--model-min-distance 8.5]
@@ -98,9 +103,46 @@ def read_frames(folder: Path, dimer_type: int) -> dict:
     return frames
 
 
-def model_energies(path: Path, images: list) -> tuple[np.ndarray, dict | None]:
-    """Energies (meV) a saved model predicts for ``images``, monomers as fragments, and
-    its learned per-element polarisabilities (Å³; None without ``induction``)."""
+def split_coulomb_energy(atoms, charges, model) -> float:
+    """The long-range energy (eV) a model assigns to fixed ``charges`` (N,) e: the Coulomb
+    energy of its Gaussian charges minus, with ``coulomb_split="cutoff"``, the part of the
+    pairs inside its cutoff (``hybridpot.electrostatics.screening``).
+
+    Computed apart from the model (the ``coulomb`` function, float64 Ewald/PME at 1e-7, and
+    ASE's neighbour list for the screened pairs), so it cross-checks the model's own
+    ``energy_coulomb``. The energy is a quadratic form in the charges: with the charges of
+    one monomer set to 0 it is the other monomer's own (intramolecular) part."""
+    from ase.neighborlist import neighbor_list
+
+    from hybridpot.electrostatics.api import coulomb
+    from hybridpot.electrostatics.screening import screening_pair_energy
+
+    config = model.model_config
+    energy = coulomb(atoms, charges, sigma_q=config.sigma_q, accuracy=1e-7)["energy"]
+    if config.screened:
+        i, j, r = neighbor_list("ijd", atoms, config.cutoff)
+        kernel = screening_pair_energy(
+            torch_tensor(r), config.cutoff, config.sigma_q, config.polynomial_degree
+        ).numpy()
+        # Each pair appears twice in the full neighbour list.
+        energy -= 0.5 * COULOMB_CONSTANT * float(np.sum(charges[i] * charges[j] * kernel))
+    return float(energy)
+
+
+def torch_tensor(values):
+    import torch
+
+    return torch.as_tensor(np.asarray(values, dtype=np.float64))
+
+
+def model_energies(path: Path, images: list) -> tuple[np.ndarray, dict | None, dict]:
+    """Energies (meV) a saved model predicts for ``images``, monomers as fragments; its
+    learned per-element polarisabilities (Å³; None without ``induction``); and per frame
+    the parts of the prediction (meV): ``network`` (short-range), ``coulomb``, ``other``
+    (Qeq's on-site energy plus the induction energy; 0 for plain latent charges), and the
+    Coulomb energy split into ``intra_a``, ``intra_b`` (each monomer's charges alone) and
+    ``inter`` (the rest), plus ``coulomb_check``, the same Coulomb energy recomputed apart
+    from the model by :func:`split_coulomb_energy` (absent without a Coulomb term)."""
     import hybridpot
 
     model = hybridpot.load_model(path)
@@ -110,11 +152,47 @@ def model_energies(path: Path, images: list) -> tuple[np.ndarray, dict | None]:
         polarizabilities = dict(zip(model.model_config.elements, values))
     calculator = hybridpot.HybridCalculator(model=model, **REAL_DATA["DIMER_KEYS"])
     energies = []
+    parts = {key: [] for key in ("network", "coulomb", "other", "intra_a", "intra_b", "inter")}
+    if model.model_config.coulomb:
+        parts["coulomb_check"] = []
     for atoms in images:
         atoms = atoms.copy()
         atoms.calc = calculator
         energies.append(1000 * atoms.get_potential_energy())
-    return np.array(energies), polarizabilities
+        parts["network"].append(1000 * calculator.results["energy_short"])
+        parts["coulomb"].append(1000 * calculator.results["energy_coulomb"])
+        # Qeq's on-site energy and the induction energy (0 for a latent-charge model).
+        other = calculator.results["energy_qeq"] + calculator.results["energy_induction"]
+        parts["other"].append(1000 * other)
+        if not model.model_config.coulomb:
+            for key in ("intra_a", "intra_b", "inter"):
+                parts[key].append(0.0)
+            continue
+        charges = np.asarray(calculator.results["charges"], dtype=np.float64)
+        in_a = np.arange(len(atoms)) < int(atoms.info["indexB"])
+        total = split_coulomb_energy(atoms, charges, model)
+        intra_a = split_coulomb_energy(atoms, np.where(in_a, charges, 0.0), model)
+        intra_b = split_coulomb_energy(atoms, np.where(in_a, 0.0, charges), model)
+        parts["coulomb_check"].append(1000 * total)
+        parts["intra_a"].append(1000 * intra_a)
+        parts["intra_b"].append(1000 * intra_b)
+        parts["inter"].append(1000 * (total - intra_a - intra_b))
+    return np.array(energies), polarizabilities, parts
+
+
+def print_parts(name: str, distance, dft, predicted, parts: dict) -> None:
+    """Per frame: where a model's interaction energy comes from (meV)."""
+    print(
+        f"\n{name}, per frame (meV): error = model - DFT; model = network + Coulomb + other "
+        "(Qeq on-site, induction); Coulomb = intra A + intra B + inter"
+    )
+    print("| R (Å) | DFT | model | error | network | Coulomb | other | intra A | intra B | inter |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    columns = ("network", "coulomb", "other", "intra_a", "intra_b", "inter")
+    for k, r in enumerate(distance):
+        values = [dft[k], predicted[k], predicted[k] - dft[k]]
+        values += [parts[key][k] for key in columns]
+        print(f"| {r:.2f} | " + " | ".join(f"{v:+.3f}" for v in values) + " |")
 
 
 def main(argv=None) -> int:
@@ -182,9 +260,9 @@ def main(argv=None) -> int:
             )
         report["model_min_distance"] = args.model_min_distance
         rows = {"DFT": np.concatenate([e_train, e_test])}
-        learned = {}
+        learned, parts = {}, {}
         for name, path in models.items():
-            rows[name], polarizabilities = model_energies(path, [*train, *test])
+            rows[name], polarizabilities, parts[name] = model_energies(path, [*train, *test])
             if polarizabilities is not None:
                 learned[name] = polarizabilities
                 values = ", ".join(f"{s} {v:.3f}" for s, v in polarizabilities.items())
@@ -195,11 +273,17 @@ def main(argv=None) -> int:
         for name, energies in rows.items():
             fit = fit_tail(r_all[keep], energies[keep])
             if name != "DFT":
-                report["models"][name] = {"path": str(models[name]), "energy": energies.tolist()}
+                report["models"][name] = {
+                    "path": str(models[name]),
+                    "energy": energies.tolist(),
+                    "parts": parts[name],
+                }
                 if name in learned:
                     report["models"][name]["polarizabilities"] = learned[name]
             report["models"].setdefault(name, {}).update(fit)
             print(f"| {name} | {fit['c']:+.2f} | {fit['alpha']:.2f} | {fit['max_residual']:.2f} |")
+        for name, part in parts.items():
+            print_parts(name, r_all, rows["DFT"], rows[name], part)
     from hybridpot.fileio import atomic_write_text
 
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,26 @@ def test_fits_the_dft_tail_and_a_saved_model(tmp_path):
     assert len(model["energy"]) == len(report["distance"]) == 13
     assert np.isfinite([model["c"], model["alpha"], model["max_residual"]]).all()
     assert "polarizabilities" not in model
+    # Per frame, the prediction is the network's energy plus the Coulomb energy, and the
+    # Coulomb energy recomputed apart from the model (Ewald + ASE's neighbour list for the
+    # screened pairs) equals the model's own and splits exactly into intra A, B and inter.
+    parts = {key: np.array(value) for key, value in model["parts"].items()}
+    np.testing.assert_allclose(parts["other"], 0.0)  # latent charges, no induction
+    np.testing.assert_allclose(parts["network"] + parts["coulomb"], model["energy"], atol=1e-9)
+    assert np.abs(parts["coulomb"]).max() > 0.1  # meV: the check below is not vacuous
+    np.testing.assert_allclose(parts["coulomb_check"], parts["coulomb"], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        parts["intra_a"] + parts["intra_b"] + parts["inter"], parts["coulomb_check"], atol=1e-9
+    )
+    assert "| R (Å) | DFT | model | error | network | Coulomb | other |" in done.stdout
     # An induction model reports its per-element polarisabilities (initially 0.5 Å³).
+    induction = report["models"]["induction"]
+    assert np.all(np.array(induction["parts"]["other"]) < 0)  # the induction energy
+    np.testing.assert_allclose(
+        np.sum([induction["parts"][key] for key in ("network", "coulomb", "other")], axis=0),
+        induction["energy"],
+        atol=1e-9,
+    )
     learned = report["models"]["induction"]["polarizabilities"]
     assert learned == pytest.approx({"C": 0.5, "H": 0.5, "N": 0.5}, abs=1e-6)  # float32
     assert "learned polarisabilities" in done.stdout
