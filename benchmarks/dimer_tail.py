@@ -112,6 +112,7 @@ def split_coulomb_energy(atoms, charges, model) -> float:
     ASE's neighbour list for the screened pairs), so it cross-checks the model's own
     ``energy_coulomb``. The energy is a quadratic form in the charges: with the charges of
     one monomer set to 0 it is the other monomer's own (intramolecular) part."""
+    import torch
     from ase.neighborlist import neighbor_list
 
     from hybridpot.electrostatics.api import coulomb
@@ -122,17 +123,11 @@ def split_coulomb_energy(atoms, charges, model) -> float:
     if config.screened:
         i, j, r = neighbor_list("ijd", atoms, config.cutoff)
         kernel = screening_pair_energy(
-            torch_tensor(r), config.cutoff, config.sigma_q, config.polynomial_degree
+            torch.from_numpy(r), config.cutoff, config.sigma_q, config.polynomial_degree
         ).numpy()
         # Each pair appears twice in the full neighbour list.
         energy -= 0.5 * COULOMB_CONSTANT * float(np.sum(charges[i] * charges[j] * kernel))
     return float(energy)
-
-
-def torch_tensor(values):
-    import torch
-
-    return torch.as_tensor(np.asarray(values, dtype=np.float64))
 
 
 def model_energies(path: Path, images: list) -> tuple[np.ndarray, dict | None, dict]:
