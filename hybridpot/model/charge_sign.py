@@ -1,10 +1,13 @@
-"""A deterministic sign for latent charges.
+"""A deterministic sign for latent and equilibrated charges.
 
 Latent charges are fitted only through the Coulomb energy, which is quadratic in q: for
 neutral charge groups (the projection q = q~ + w (Q - sum q~) / sum w with Q = 0 is
 linear in q~), flipping the sign of every raw charge q~ flips every charge and leaves
-energies, forces and stress exactly unchanged. Two training runs can then land on
-opposite signs, and their charges cannot be compared. The convention fixes it:
+energies, forces and stress exactly unchanged. Charge equilibration has the same freedom:
+its energy chi q + (1/2) q^T A q is unchanged by (chi, q) -> (-chi, -q), so with neutral
+groups, negating the electronegativities flips every charge and nothing else. Two
+training runs can then land on opposite signs, and their charges cannot be compared
+(two Qeq runs on a neutral dimer: O +0.22 e and -0.20 e). The convention fixes it:
 
     the most electronegative element of the training set (Pauling scale) carries a
     negative mean charge.
@@ -14,7 +17,7 @@ Elements without a Pauling value (He, Ne, Ar) come last; ties go to the lighter 
 an element whose mean charge is negligible (< 1e-3 of the largest mean magnitude) passes
 the decision to the next one.
 
-The trainer orients every fresh latent-charge model before training (so it starts in the
+The trainer orients every fresh model with a Coulomb term before training (so it starts in the
 convention's basin) and again after training when the sign is still free: every training
 and validation group neutral, no charge, dipole or Born-charge loss and no applied field
 (each of these fixes the sign through the data, and then nothing is flipped).
@@ -101,12 +104,15 @@ def sign_decision(means: dict[str, float]) -> tuple[str, float] | None:
 def orient_charges(model, batches) -> bool:
     """Flip the model's raw charges if the convention is violated; True if flipped.
 
-    Only latent charges with a Coulomb term are oriented (Qeq charges have no free sign;
-    a short-range model's charges do not enter its energy); the flip negates the raw
-    charge output (:meth:`ChargeReadout.flip_sign`), exact for neutral groups.
+    Models with a Coulomb term are oriented (a short-range model's charges do not enter
+    its energy). The flip negates the raw latent charges
+    (:meth:`~hybridpot.nn.readout.ChargeReadout.flip_sign`) or, for charge equilibration,
+    the electronegativities (:meth:`~hybridpot.nn.readout.QeqReadout.flip_sign`): the
+    Qeq energy chi q + (1/2) q^T A q is unchanged by (chi, q) -> (-chi, -q), so on
+    neutral groups its sign is just as free. Both flips are exact for neutral groups.
     """
     config = model.model_config
-    if not config.coulomb or config.charge_model != "latent":
+    if not config.coulomb:
         return False
     decision = sign_decision(mean_charges(model, batches))
     if decision is None or decision[1] < 0:

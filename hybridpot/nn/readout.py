@@ -218,6 +218,15 @@ class QeqReadout(torch.nn.Module):
         hidden = _check_mlp(hidden, "readout_mlp")
         self.mlp = e3nn_nn.FullyConnectedNet([num_scalars, *hidden, 2], torch.nn.functional.silu)
 
+    def flip_sign(self) -> None:
+        """Negate chi (column 0 of the last layer, which has no bias or activation). With
+        every charge group neutral, the constrained minimum of chi q + (1/2) q^T A q then
+        moves to -q exactly and its value does not change, so energies and forces stay
+        the same (the Qeq analogue of :meth:`ChargeReadout.flip_sign`); a charged group's
+        charges do not simply change sign."""
+        with torch.no_grad():
+            self.mlp[-1].weight[:, 0].neg_()
+
     def forward(self, scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.mlp(scalars)
         return out[:, 0], torch.nn.functional.softplus(out[:, 1]) + QEQ_MIN_HARDNESS

@@ -225,7 +225,7 @@ class Trainer:
             }
             self.model.load_state_dict(state)
         if checkpoint is None and source is None and not warm:
-            # A fresh latent-charge model starts in the sign convention's basin.
+            # A fresh model with a Coulomb term starts in the sign convention's basin.
             self._orient_charges()
             if "atomic_energies" not in config.model:
                 self._offsets_with_coulomb()
@@ -319,7 +319,7 @@ class Trainer:
         return report
 
     def _orient_charges(self) -> bool:
-        """Apply the latent-charge sign convention (:mod:`hybridpot.model.charge_sign`)
+        """Apply the charge sign convention (:mod:`hybridpot.model.charge_sign`)
         on up to 64 training structures, evenly spaced; True if the sign was flipped.
         Every rank computes the same flip from the same structures."""
         from ..model.charge_sign import orient_charges
