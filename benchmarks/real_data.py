@@ -83,6 +83,12 @@ RMSE/MAE, energy per structure, charges and dipole where labelled) go into a Mar
 table and JSON (``--output``, written atomically after every run). A dataset whose folder
 is absent is skipped with a message. ``--resume`` keeps runs already in the JSON whose
 settings are unchanged, so an interrupted benchmark continues where it stopped.
+``--extend`` continues each hybridpot run from the checkpoint its earlier invocation left
+in ``--workdir`` (same data, model and seed; only ``--max-epochs``, ``--patience`` and
+``--max-time`` may grow): a run that stopped at its epoch cap or time budget trains on,
+exactly as if it had never stopped, so a long CPU comparison can be spread over several
+sessions. Its ``train_seconds`` is then the summed epoch time of all parts. MACE runs
+always start afresh.
 ``--device auto`` (default) trains on CUDA when torch sees a GPU, else on the CPU.
 
     python benchmarks/real_data.py [--quick] [--datasets charged-dimers nacl-water
@@ -90,7 +96,7 @@ settings are unchanged, so an interrupted benchmark continues where it stopped.
         [--patience P] [--max-epochs N] [--max-time SECONDS] [--schedule plateau|cosine]
         [--seed S] [--device auto|cpu|cuda]
         [--mace-python /work/mace-venv/bin/python] [--data-dir ../shared/data]
-        [--threads 2] [--resume] [--workdir /tmp/hybridpot-real-data]
+        [--threads 2] [--resume] [--extend] [--workdir /tmp/hybridpot-real-data]
         [--output benchmarks/results/real_data.json]
 
 ``--quick`` is a smoke run (tiny subsets, 1-3 epochs, a small network: seconds to a
@@ -302,8 +308,12 @@ def fit_and_test(
     files: dict,
     data_keys: dict,
     workdir: Path,
+    extend: bool = False,
 ) -> dict:
     """Train one model (``files``: train, valid, test paths) and evaluate it on the test file.
+
+    ``extend``: continue from the checkpoint of an earlier run in the same output folder
+    (when there is one) instead of starting afresh.
 
     Returns the JSON row: training time (s), parameters, epochs run, best epoch, stop
     reason, the per-epoch validation history and test metrics in reporting units
@@ -326,9 +336,12 @@ def fit_and_test(
             "output_dir": str(output),
         }
     )
+    extended = extend and (output / "checkpoint.pt").is_file()
     start = time.perf_counter()
-    result = train(config, overwrite=True)
+    result = train(config, resume=extended, overwrite=not extended)
     seconds = time.perf_counter() - start
+    if extended:  # every part's epochs, as the time budget counts them
+        seconds = sum(row["time_s"] for row in result.history)
     test_images = read(files["test"])
     metrics, counts, predictions = evaluate_structures(
         result.model, test_images, DataConfig(**data_keys), batch_size=training["batch_size"]
@@ -344,6 +357,7 @@ def fit_and_test(
     reason = stop_reason(result.stop_reason)
     return {
         "train_seconds": seconds,
+        "extended": extended,
         "epochs_run": len(result.history),
         "best_epoch": result.best_epoch,
         "stop_reason": reason,
@@ -711,6 +725,11 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="prepared data and runs")
     parser.add_argument("--resume", action="store_true", help="keep finished runs in --output")
     parser.add_argument(
+        "--extend",
+        action="store_true",
+        help="continue each run from its checkpoint in --workdir with the new limits",
+    )
+    parser.add_argument(
         "--sizes", nargs="+", default=None, help="NaCl(aq) training sizes (numbers or 'all')"
     )
     parser.add_argument(
@@ -875,7 +894,9 @@ def main(argv=None) -> int:
                     print(f"{key}: kept from {args.output}", flush=True)
                     continue
                 print(f"{key}: training (<= {training['epochs']} epochs) ...", flush=True)
-                row = fit_and_test(key, model, training, files, data_keys, workdir)
+                row = fit_and_test(
+                    key, model, training, files, data_keys, workdir, extend=args.extend
+                )
             rows[key] = {"settings": settings, **row}
             t = row["test"]
             print(

@@ -242,3 +242,21 @@ def test_cosine_schedule_decays_over_the_epoch_cap_and_the_seed_is_recorded(tmp_
     assert row["settings"]["training"]["schedule"] == {"kind": "cosine", "min_lr": 1e-5}
     lrs = [h["lr"] for h in row["history"]]
     assert len(lrs) == 3 and lrs[0] > lrs[1] > lrs[2] >= 1e-5, lrs
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real DFT datasets) is absent")
+def test_extend_continues_a_capped_run_as_if_it_had_never_stopped(tmp_path):
+    args = ("--quick", "--data-dir", str(DATA), "--datasets", "charged-dimers")
+    args += ("--dimer-types", "0", "--models", "hybrid", "--patience", "10")
+    key = "charged-dimers/type-0/hybrid"
+    _, capped, _ = run(tmp_path / "a", *args, "--max-epochs", "2", "--extend")
+    assert capped["runs"][key]["extended"] is False  # nothing to continue: a fresh run
+    _, extended, _ = run(tmp_path / "a", *args, "--max-epochs", "3", "--extend")
+    _, straight, _ = run(tmp_path / "b", *args, "--max-epochs", "3")
+    row = extended["runs"][key]
+    assert row["extended"] is True and straight["runs"][key]["extended"] is False
+    assert len(row["history"]) == 3
+    assert row["history"][:2] == capped["runs"][key]["history"]
+    assert row["history"] == straight["runs"][key]["history"]
+    assert row["test"] == straight["runs"][key]["test"]
+    assert row["train_seconds"] > 0

@@ -102,6 +102,7 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
 RESUMABLE_CHANGES = {
     "epochs",
     "early_stopping_patience",
+    "max_time",
     "quiet",
     "plots",
     "device",

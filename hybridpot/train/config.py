@@ -227,7 +227,8 @@ class TrainConfig:
     max_time: float | None = None
     """Wall-time budget in seconds (a safety net for long runs): training stops after
     the epoch in which the summed epoch times reach it; the best weights are exported as
-    usual. Counted across resumed runs. null: no limit."""
+    usual. Counted across resumed runs; a run it stopped continues with ``--resume`` and a
+    larger value. null: no limit."""
 
     dtype: Literal["float32", "float64"] = "float32"
     """Floating-point precision of the model and the data."""

@@ -165,6 +165,24 @@ def test_max_time_stops_after_the_epoch_that_spends_it(tmp_path):
     assert full.stop_reason == "epochs" and len(full.history) == 2
 
 
+def test_a_run_stopped_by_max_time_resumes_with_a_larger_budget(tmp_path):
+    """Raising ``max_time`` on ``--resume`` continues a run its budget stopped, and the
+    continued run ends where one that was never stopped does (history and weights)."""
+    full = Trainer(_train_config(tmp_path, "full", epochs=3)).fit()
+    stopped = Trainer(_train_config(tmp_path, "part", max_time=1e-6, epochs=3)).fit()
+    assert stopped.stop_reason == "max_time" and len(stopped.history) == 1
+    # the same budget again: nothing left to spend, so no epoch is added
+    again = Trainer(_train_config(tmp_path, "part", max_time=1e-6, epochs=3), resume=True)
+    assert len(again.fit().history) == 1
+    resumed = Trainer(_train_config(tmp_path, "part", max_time=3600.0, epochs=3), resume=True)
+    result = resumed.fit()
+    assert result.stop_reason == "epochs"
+    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in result.history]
+    assert strip == [{k: v for k, v in row.items() if k != "time_s"} for row in full.history]
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(value, result.model.state_dict()[key]), key
+
+
 @pytest.mark.parametrize("bad", [0, -5.0, True, float("inf"), "soon"])
 def test_max_time_must_be_a_positive_number(tmp_path, bad):
     with pytest.raises(Exception, match="max_time"):
