@@ -216,7 +216,7 @@ class TrainConfig:
     """Stop after this many epochs without a better validation loss; null: never. Keep it
     well above the time a loss spike takes to recover: on the charged-dimer benchmark
     (5 steps per epoch) that took more than 60 epochs, and patience 60 stopped runs that
-    were still improving."""
+    were still improving. Raising it on ``--resume`` reopens a run it stopped."""
 
     refit_atomic_energies: bool = True
     """After training, refit the per-element reference energies on the training set's

@@ -423,7 +423,10 @@ class Trainer:
         self.best_epoch = int(best["epoch"])
         self.bad_epochs = int(best["bad_epochs"])
         self.best_state = best["state"]
-        self.stopped_early = bool(state["stopped_early"])
+        # Judged again under this config's patience, so that raising
+        # early_stopping_patience on --resume reopens a run that patience stopped.
+        patience = self.config.early_stopping_patience
+        self.stopped_early = patience is not None and self.bad_epochs >= patience
         self.history = list(state["history"])
         set_rng_state(state["rng"])
 

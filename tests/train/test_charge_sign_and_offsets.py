@@ -183,6 +183,28 @@ def test_a_run_stopped_by_max_time_resumes_with_a_larger_budget(tmp_path):
         assert torch.equal(value, result.model.state_dict()[key]), key
 
 
+def test_raising_the_patience_on_resume_reopens_a_run_that_patience_stopped(tmp_path):
+    """``early_stopping_patience`` is judged again on ``--resume``: a run stopped by a
+    patience of 1 trains on with a patience of 100 and ends where a run that always had
+    100 does; resuming with the old patience adds nothing."""
+    settings = {"epochs": 5, "optim": {"lr": 0.05}}
+    stopped = Trainer(_train_config(tmp_path, "part", early_stopping_patience=1, **settings))
+    stopped = stopped.fit()
+    assert stopped.stop_reason == "patience" and len(stopped.history) < 5
+    again = Trainer(
+        _train_config(tmp_path, "part", early_stopping_patience=1, **settings), resume=True
+    ).fit()
+    assert again.stop_reason == "patience" and len(again.history) == len(stopped.history)
+    patient = {**settings, "early_stopping_patience": 100}
+    resumed = Trainer(_train_config(tmp_path, "part", **patient), resume=True).fit()
+    full = Trainer(_train_config(tmp_path, "full", **patient)).fit()
+    assert resumed.stop_reason == full.stop_reason == "epochs"
+    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in resumed.history]
+    assert strip == [{k: v for k, v in row.items() if k != "time_s"} for row in full.history]
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
 @pytest.mark.parametrize("bad", [0, -5.0, True, float("inf"), "soon"])
 def test_max_time_must_be_a_positive_number(tmp_path, bad):
     with pytest.raises(Exception, match="max_time"):
