@@ -84,8 +84,9 @@ table and JSON (``--output``, written atomically after every run). A dataset who
 is absent is skipped with a message. ``--resume`` keeps runs already in the JSON whose
 settings are unchanged, so an interrupted benchmark continues where it stopped.
 ``--extend`` continues each hybridpot run from the checkpoint its earlier invocation left
-in ``--workdir`` (same data, model and seed; only ``--max-epochs``, ``--patience`` and
-``--max-time`` may grow): a run that stopped at its epoch cap or time budget trains on,
+in ``--workdir`` (same data, model, seed and ``--patience``, which also sets the
+schedule's; only ``--max-epochs`` and ``--max-time`` may grow): a run that stopped at its
+epoch cap or time budget trains on,
 exactly as if it had never stopped, so a long CPU comparison can be spread over several
 sessions. Its ``train_seconds`` is then the summed epoch time of all parts. MACE runs
 always start afresh.
