@@ -772,6 +772,7 @@ def main(argv=None) -> int:
     import torch
 
     from hybridpot.fileio import atomic_write_text
+    from hybridpot.train import ConfigError
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -895,9 +896,12 @@ def main(argv=None) -> int:
                     print(f"{key}: kept from {args.output}", flush=True)
                     continue
                 print(f"{key}: training (<= {training['epochs']} epochs) ...", flush=True)
-                row = fit_and_test(
-                    key, model, training, files, data_keys, workdir, extend=args.extend
-                )
+                try:
+                    row = fit_and_test(
+                        key, model, training, files, data_keys, workdir, extend=args.extend
+                    )
+                except ConfigError as error:  # e.g. --extend with other settings
+                    raise SystemExit(f"{key}: {error}") from None
             rows[key] = {"settings": settings, **row}
             t = row["test"]
             print(

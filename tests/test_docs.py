@@ -225,3 +225,12 @@ def test_pages_hold_no_control_characters(page):
     for number, line in enumerate(page.read_text().splitlines(), 1):
         bad = [hex(ord(c)) for c in line if ord(c) < 32]
         assert not bad, f"{page.name}:{number} holds control characters {bad}: {line[:60]!r}"
+
+
+def test_training_page_lists_exactly_the_config_keys_that_may_change_on_resume():
+    from hybridpot.train.checkpoint import RESUMABLE_CHANGES
+
+    text = (DOCS / "training.md").read_text()
+    paragraph = text[text.index("## Checkpoints and resuming") :].split("\n\n")[1]
+    listed = paragraph[paragraph.index("Only ") : paragraph.index("may differ")]
+    assert set(re.findall(r"`([a-z_.]+)`", listed)) == RESUMABLE_CHANGES

@@ -260,3 +260,21 @@ def test_extend_continues_a_capped_run_as_if_it_had_never_stopped(tmp_path):
     assert row["history"] == straight["runs"][key]["history"]
     assert row["test"] == straight["runs"][key]["test"]
     assert row["train_seconds"] > 0
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real DFT datasets) is absent")
+def test_extend_with_other_settings_is_refused_with_the_changed_keys(tmp_path):
+    """--patience also sets the schedule's patience, which a resumed run must keep."""
+    args = ("--quick", "--data-dir", str(DATA), "--datasets", "charged-dimers")
+    args += ("--dimer-types", "0", "--models", "hybrid", "--max-epochs", "2")
+    run(tmp_path, *args, "--patience", "3")
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--threads", "1", "--output", str(tmp_path / "b.json")]
+        + ["--workdir", str(tmp_path / "work"), *args, "--patience", "9", "--extend"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-800:]
+    assert "charged-dimers/type-0/hybrid: cannot resume" in done.stderr
+    assert "schedule.patience" in done.stderr
