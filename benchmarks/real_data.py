@@ -86,10 +86,9 @@ settings are unchanged, so an interrupted benchmark continues where it stopped.
 ``--extend`` continues each hybridpot run from the checkpoint its earlier invocation left
 in ``--workdir`` (same data, model, seed and ``--patience``, which also sets the
 schedule's; only ``--max-epochs`` and ``--max-time`` may grow): a run that stopped at its
-epoch cap or time budget trains on,
-exactly as if it had never stopped, so a long CPU comparison can be spread over several
-sessions. Its ``train_seconds`` is then the summed epoch time of all parts. MACE runs
-always start afresh.
+epoch cap or time budget trains on, exactly as if it had never stopped, so a long CPU
+comparison can be spread over several sessions. Its ``train_seconds`` is then the summed
+epoch time of all parts. MACE runs always start afresh.
 ``--device auto`` (default) trains on CUDA when torch sees a GPU, else on the CPU.
 
     python benchmarks/real_data.py [--quick] [--datasets charged-dimers nacl-water

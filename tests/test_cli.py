@@ -120,6 +120,34 @@ def test_train_resume_and_interrupt(workspace, capsys, monkeypatch):
     assert "hybridpot train: interrupted" in err and "--resume" in err and "Traceback" not in err
 
 
+def test_resume_from_the_config_the_run_wrote(workspace, capsys):
+    """The run folder's config.yaml (derived model entries filled in) resumes the run
+    exactly as the original config does, and leaves the original resumable too."""
+    runs = {name: workspace["root"] / f"resume-{name}" for name in ("original", "written")}
+    for out_dir in runs.values():
+        args = ["train", str(workspace["config"]), f"output_dir={out_dir}", "epochs=1"]
+        assert main([*args, "--quiet"]) == 0
+    original = ["train", str(workspace["config"]), f"output_dir={runs['original']}"]
+    assert main([*original, "epochs=2", "--resume", "--quiet"]) == 0
+    written = runs["written"] / "config.yaml"
+    assert "atomic_energies" in written.read_text()
+    assert main(["train", str(written), "epochs=2", "--resume", "--quiet"]) == 0
+    weights = [hybridpot.load_model(d / "model.pt").state_dict() for d in runs.values()]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+    # the checkpoint still holds the original model section
+    back = ["train", str(workspace["config"]), f"output_dir={runs['written']}", "epochs=3"]
+    assert main([*back, "--resume", "--quiet"]) == 0
+    assert "trained 3 epochs" in capsys.readouterr().out
+    # an edited model entry is still a different run
+    edited = yaml.safe_load(written.read_text())
+    edited["model"]["atomic_energies"]["Na"] += 1.0
+    written.write_text(yaml.safe_dump(edited))
+    assert main(["train", str(written), "epochs=4", "--resume"]) == 2
+    assert "cannot resume: config entries ['model'] differ" in _error_line(capsys)
+
+
 def test_evaluate_prints_table_and_writes_predictions(workspace, capsys, tmp_path):
     output = tmp_path / "predictions.xyz"
     code = main(

@@ -160,7 +160,9 @@ class Trainer:
                     f"cannot resume: checkpoint {str(checkpoint_path)!r} has no {missing} "
                     f"(not written by the trainer)"
                 )
-            self._check_resumable(checkpoint["config"], checkpoint.get("world_size", 1))
+            self._check_resumable(
+                checkpoint["config"], checkpoint["model_config"], checkpoint.get("world_size", 1)
+            )
         elif checkpoint_path.is_file() and not overwrite:
             raise ConfigError(
                 f"output_dir {str(self.out)!r} already holds a checkpoint; pass --resume to "
@@ -363,12 +365,23 @@ class Trainer:
             raise ConfigError(f"config key 'freeze': {error}") from None
 
     # ------------------------------------------------------------------ resume
-    def _check_resumable(self, saved: dict, saved_world: int) -> None:
+    def _check_resumable(self, saved: dict, saved_model: dict, saved_world: int) -> None:
+        """Refuse a resumption whose config changes more than :data:`RESUMABLE_CHANGES`.
+
+        ``saved_model`` is the checkpoint's model as built (derived entries such as
+        ``elements``, ``avg_num_neighbors`` and ``atomic_energies`` filled in): the
+        ``config.yaml`` a run writes holds it, so resuming from that file is resuming the
+        same run. The config then takes the checkpoint's original model section back, so
+        the next checkpoint still resumes from the original config as well.
+        """
         try:  # entries added since the checkpoint was written take their defaults
             saved = config_from_dict(saved, check_paths=False).to_dict()
         except ConfigError:
             pass
         current = self.config.to_dict()
+        if current["model"] != saved.get("model") and current["model"] == saved_model:
+            self.config.model = copy.deepcopy(saved["model"])
+            current = self.config.to_dict()
         # Another number of ranks may resume with the per-rank batch sizes that keep the
         # global batches (and so every later step) the same.
         world = self.dist.world_size

@@ -2,6 +2,7 @@
 
 import ase.io
 import pytest
+import torch
 
 from hybridpot.train.synthetic import toy_nacl_clusters, toy_nacl_structures
 
@@ -25,3 +26,21 @@ def mixed_file(tmp_path):
     path = tmp_path / "mixed.xyz"
     ase.io.write(path, images, format="extxyz")
     return path
+
+
+@pytest.fixture
+def assert_same_run():
+    """``check(a, b)``: two :class:`TrainResult` ended identically, i.e. the same per-epoch
+    history (wall times aside) and bit-identical final weights."""
+
+    def check(a, b):
+        def without_times(history):
+            return [{k: v for k, v in row.items() if k != "time_s"} for row in history]
+
+        assert without_times(a.history) == without_times(b.history)
+        a_state, b_state = a.model.state_dict(), b.model.state_dict()
+        assert a_state.keys() == b_state.keys()
+        for key, value in a_state.items():
+            assert torch.equal(value, b_state[key]), key
+
+    return check

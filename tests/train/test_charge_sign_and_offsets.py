@@ -165,7 +165,7 @@ def test_max_time_stops_after_the_epoch_that_spends_it(tmp_path):
     assert full.stop_reason == "epochs" and len(full.history) == 2
 
 
-def test_a_run_stopped_by_max_time_resumes_with_a_larger_budget(tmp_path):
+def test_a_run_stopped_by_max_time_resumes_with_a_larger_budget(tmp_path, assert_same_run):
     """Raising ``max_time`` on ``--resume`` continues a run its budget stopped, and the
     continued run ends where one that was never stopped does (history and weights)."""
     full = Trainer(_train_config(tmp_path, "full", epochs=3)).fit()
@@ -177,13 +177,12 @@ def test_a_run_stopped_by_max_time_resumes_with_a_larger_budget(tmp_path):
     resumed = Trainer(_train_config(tmp_path, "part", max_time=3600.0, epochs=3), resume=True)
     result = resumed.fit()
     assert result.stop_reason == "epochs"
-    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in result.history]
-    assert strip == [{k: v for k, v in row.items() if k != "time_s"} for row in full.history]
-    for key, value in full.model.state_dict().items():
-        assert torch.equal(value, result.model.state_dict()[key]), key
+    assert_same_run(result, full)
 
 
-def test_raising_the_patience_on_resume_reopens_a_run_that_patience_stopped(tmp_path):
+def test_raising_the_patience_on_resume_reopens_a_run_that_patience_stopped(
+    tmp_path, assert_same_run
+):
     """``early_stopping_patience`` is judged again on ``--resume``: a run stopped by a
     patience of 1 trains on with a patience of 100 and ends where a run that always had
     100 does; resuming with the old patience adds nothing."""
@@ -199,10 +198,7 @@ def test_raising_the_patience_on_resume_reopens_a_run_that_patience_stopped(tmp_
     resumed = Trainer(_train_config(tmp_path, "part", **patient), resume=True).fit()
     full = Trainer(_train_config(tmp_path, "full", **patient)).fit()
     assert resumed.stop_reason == full.stop_reason == "epochs"
-    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in resumed.history]
-    assert strip == [{k: v for k, v in row.items() if k != "time_s"} for row in full.history]
-    for key, value in full.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert_same_run(resumed, full)
 
 
 @pytest.mark.parametrize("bad", [0, -5.0, True, float("inf"), "soon"])
