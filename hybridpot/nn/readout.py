@@ -102,7 +102,8 @@ class EnergyReadout(torch.nn.Module):
         super().__init__()
         hidden = _check_mlp(hidden, "readout_mlp")
         self.mlp = e3nn_nn.FullyConnectedNet([num_scalars, *hidden, 1], torch.nn.functional.silu)
-        # float64 from the start: reference energies (~1e3 eV) lose ~1e-4 eV in float32.
+        # Filled in float64. A float32 model (``model.to(torch.float32)``) casts it with
+        # every buffer: reference energies of ~1e3 eV then round by ~1e-4 eV per atom.
         shift = torch.zeros(len(elements), dtype=torch.float64)
         if atomic_energies is not None:
             if not isinstance(atomic_energies, dict):
