@@ -911,14 +911,20 @@ def main(argv=None) -> int:
             )
             save()
     save()
-    plots = plot_curves(rows, args.output)
-    curve = plot_nacl_learning_curve(rows, args.output)
     print()
+    report_plots_and_table(rows, args.output)
+    return 0
+
+
+def report_plots_and_table(rows: dict, output: Path) -> None:
+    """Write the PNGs of ``rows`` next to ``output`` (:func:`plot_curves`,
+    :func:`plot_nacl_learning_curve`) and print the table and the written paths."""
+    plots = plot_curves(rows, output)
+    curve = plot_nacl_learning_curve(rows, output)
     print(markdown(rows))
-    print(f"\nwritten to {args.output} and {args.output.with_suffix('.md')}")
+    print(f"\nwritten to {output} and {output.with_suffix('.md')}")
     for path in [*plots, *([curve] if curve else [])]:
         print(f"plot: {path}")
-    return 0
 
 
 if __name__ == "__main__":

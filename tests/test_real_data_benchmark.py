@@ -278,3 +278,73 @@ def test_extend_with_other_settings_is_refused_with_the_changed_keys(tmp_path):
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-800:]
     assert "charged-dimers/type-0/hybrid: cannot resume" in done.stderr
     assert "schedule.patience" in done.stderr
+
+
+MERGE = ROOT / "benchmarks" / "merge_real_data.py"
+
+
+def _merge_module():
+    spec = importlib.util.spec_from_file_location("merge_real_data", MERGE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(seed: int, energy: float, epochs: int = 3) -> dict:
+    """A finished NaCl(aq) row as real_data.py writes it (numbers made up)."""
+    history = [
+        {"epoch": e, "val_energy_rmse": energy + 1.0 / e, "val_forces_rmse": 50.0 + 1.0 / e}
+        for e in range(1, epochs + 1)
+    ]
+    return {
+        "settings": {"training": {"seed": seed}},
+        "n_train": 50,
+        "test": {"energy_rmse": energy, "forces_rmse": 50.0},
+        "train_seconds": 10.0,
+        "parameters": 100,
+        "epochs_run": epochs,
+        "best_epoch": epochs,
+        "stop_reason": "max_time",
+        "history": history,
+    }
+
+
+def test_merge_keeps_a_second_seed_as_its_own_variant_and_refuses_a_same_seed_clash():
+    merge = _merge_module().merge
+    key = "nacl-water/train-50/hybrid"
+    first = {"meta": {"command": "a"}, "runs": {key: _row(0, 1.0)}}
+    other_seed = {"meta": {"command": "b"}, "runs": {key: _row(1, 2.0)}}
+    merged = merge([("a.json", first), ("b.json", other_seed)])
+    assert merged["runs"][key]["test"]["energy_rmse"] == 1.0
+    assert merged["runs"][f"{key}-seed1"]["test"]["energy_rmse"] == 2.0
+    assert [m["file"] for m in merged["meta"]["merged_from"]] == ["a.json", "b.json"]
+    later = {"meta": {}, "runs": {key: _row(0, 0.5, epochs=5)}}
+    with pytest.raises(ValueError, match=r"'nacl-water/train-50/hybrid'.*a\.json.*c\.json"):
+        merge([("a.json", first), ("c.json", later)])
+    replaced = merge([("a.json", first), ("c.json", later)], replace=True)
+    assert replaced["runs"][key]["epochs_run"] == 5
+    with pytest.raises(ValueError, match="x.json: not a real_data.py report"):
+        merge([("x.json", {"rows": {}})])
+
+
+def test_merge_script_writes_the_report_table_and_plots(tmp_path):
+    key = "nacl-water/train-50/"
+    for name, variant, seed in (("h.json", "hybrid", 0), ("s.json", "short-range", 0)):
+        report = {"meta": {"device": "cuda"}, "runs": {key + variant: _row(seed, 1.0)}}
+        (tmp_path / name).write_text(json.dumps(report))
+    (tmp_path / "bad.json").write_text("{")
+    output = tmp_path / "out" / "merged.json"
+    command = [sys.executable, str(MERGE), "--output", str(output)]
+    done = subprocess.run(command + [str(tmp_path / "h.json"), str(tmp_path / "s.json")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    merged = json.loads(output.read_text())
+    assert set(merged["runs"]) == {key + "hybrid", key + "short-range"}
+    assert merged["meta"]["merged_from"][0]["meta"] == {"device": "cuda"}
+    table = output.with_suffix(".md").read_text()
+    assert "| nacl-water/train-50 | hybrid | 50 |" in table and "short-range" in table
+    assert (output.parent / "merged_curves_nacl-water__train-50.png").stat().st_size > 0
+    assert (output.parent / "merged_nacl_learning_curve.png").stat().st_size > 0
+    bad = subprocess.run(command + [str(tmp_path / "bad.json")],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "inputs: cannot read" in bad.stderr, bad.stderr[-500:]
