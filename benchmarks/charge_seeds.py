@@ -21,7 +21,8 @@ Per-element means are taken over the test/validation structures.
 per-element means are taken over the same test structures of ``--data``.
 
 Prints a table (element, mean charge per seed, largest difference) and writes JSON
-atomically.
+atomically. ``signs_agree``: no element has means of both signs among those farther than
+1 me from zero (a mean within 1 me of zero has no sign).
 """
 
 from __future__ import annotations
