@@ -14,7 +14,8 @@ Rows keep their keys (``dataset/.../variant``). The same key from two inputs:
 * trained with different seeds: the later one is kept as ``<key>-seed<S>`` (a variant of
   its own in the table and the plots: two seeds of one model side by side);
 * same seed: refused, naming the key and both files, unless ``--replace``, with which the
-  later input wins (an extended run superseding its earlier stop).
+  later input wins (an extended run superseding its earlier stop);
+* either one skipped (a dataset absent, MACE not installed): the trained one is kept.
 
 The merged ``meta`` holds each input's file name and meta (command, device, torch, ...).
 """
@@ -50,6 +51,11 @@ def merge(reports: list[tuple[str, dict]], replace: bool = False) -> dict:
             raise ValueError(f"{name}: not a real_data.py report (no 'runs' mapping)")
         inputs.append({"file": name, "meta": report.get("meta", {})})
         for key, row in report["runs"].items():
+            if key in runs and ("skipped" in row or "skipped" in runs[key]):
+                # A skipped row holds no result: any trained row wins over it.
+                if "skipped" in runs[key]:
+                    runs[key], origin[key] = row, name
+                continue
             target = key
             if key in runs and row_seed(row) != row_seed(runs[key]):
                 target = f"{key}-seed{row_seed(row)}"

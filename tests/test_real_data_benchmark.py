@@ -323,6 +323,9 @@ def test_merge_keeps_a_second_seed_as_its_own_variant_and_refuses_a_same_seed_cl
         merge([("a.json", first), ("c.json", later)])
     replaced = merge([("a.json", first), ("c.json", later)], replace=True)
     assert replaced["runs"][key]["epochs_run"] == 5
+    skipped = {"meta": {}, "runs": {key: {"skipped": "absent"}, "spice": {"skipped": "absent"}}}
+    kept = merge([("s.json", skipped), ("a.json", first), ("t.json", skipped)])
+    assert kept["runs"][key]["test"]["energy_rmse"] == 1.0 and "skipped" in kept["runs"]["spice"]
     with pytest.raises(ValueError, match="x.json: not a real_data.py report"):
         merge([("x.json", {"rows": {}})])
 
