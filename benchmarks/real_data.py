@@ -187,8 +187,17 @@ PUBLISHED = {
     "latent Ewald charges 2.4 meV/atom, 75-94 meV/Å",
 }
 
-#: Per-epoch history columns kept in the JSON (the learning curves).
-HISTORY_KEYS = ("epoch", "lr", "train_loss", "val_loss", "val_energy_rmse", "val_forces_rmse")
+#: Per-epoch history columns kept in the JSON (the learning curves; ``time_s``, the
+#: epoch's seconds, lets ``compare_curves.py`` compare two runs at equal time).
+HISTORY_KEYS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_energy_rmse",
+    "val_forces_rmse",
+    "time_s",
+)
 
 
 def read(path: Path) -> list:
