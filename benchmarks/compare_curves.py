@@ -22,7 +22,9 @@ or a trainer's ``log.csv``. Printed (and written as JSON, atomically, with
 * window means over the common epochs from the force lead on: a single epoch's
   validation energy jumps by tens of per cent, so single-epoch energy ratios mislead;
 * at equal time, when both curves carry per-epoch seconds (``time_s``): the errors at the
-  last epoch each finished within the summed time of the shorter curve.
+  last epoch each finished within the summed time of the shorter curve, and at the epoch
+  of lowest validation loss within it (``val_loss``; the epoch whose weights the trainer
+  exports), since a single epoch's validation energy is noisy.
 
 Units: a ``log.csv`` holds RMSEs in meV/atom and meV/Å (the trainer's reporting units),
 like the report's history.
@@ -39,6 +41,8 @@ from pathlib import Path
 
 #: Columns a curve needs (the trainer's log.csv and the report's history share them).
 REQUIRED = ("epoch", "val_energy_rmse", "val_forces_rmse")
+#: Columns used when every row of both curves has them.
+OPTIONAL = ("time_s", "val_loss")
 
 
 def load_curve(spec: str) -> list[dict]:
@@ -46,8 +50,8 @@ def load_curve(spec: str) -> list[dict]:
 
     Returns:
         Rows sorted by epoch, each with at least ``epoch`` (int), ``val_energy_rmse``
-        (meV/atom) and ``val_forces_rmse`` (meV/Å) as numbers, and ``time_s`` (s) when
-        the source has it.
+        (meV/atom) and ``val_forces_rmse`` (meV/Å) as numbers, and ``time_s`` (s) and
+        ``val_loss`` when the source has them.
 
     Raises:
         ValueError: the file cannot be read, the key is absent, the row has no history,
@@ -78,9 +82,9 @@ def load_curve(spec: str) -> list[dict]:
     curve = []
     for index, row in enumerate(rows):
         clean = {}
-        for name in (*REQUIRED, "time_s"):
+        for name in (*REQUIRED, *OPTIONAL):
             if name not in row:
-                if name == "time_s":
+                if name in OPTIONAL:
                     continue
                 raise ValueError(f"curve {spec!r}: row {index} has no column {name!r}")
             try:
@@ -110,15 +114,15 @@ def lead_from(a: dict, b: dict, epochs: list[int], column: str) -> int | None:
     return first
 
 
-def at_time(curve: list[dict], seconds: float) -> dict:
-    """The last row whose summed epoch time is within ``seconds`` (the first row if none)."""
-    total, last = 0.0, curve[0]
+def within_time(curve: list[dict], seconds: float) -> list[dict]:
+    """The rows whose summed epoch time is within ``seconds`` (at least the first row)."""
+    total, rows = 0.0, []
     for row in curve:
         total += row["time_s"]
         if total > seconds * (1 + 1e-9):
             break
-        last = row
-    return last
+        rows.append(row)
+    return rows or curve[:1]
 
 
 def compare(a: list[dict], b: list[dict], every: int = 50) -> dict:
@@ -169,13 +173,23 @@ def compare(a: list[dict], b: list[dict], every: int = 50) -> dict:
         }
     if all("time_s" in r for r in a + b):
         seconds = min(sum(r["time_s"] for r in a), sum(r["time_s"] for r in b))
-        ra, rb = at_time(a, seconds), at_time(b, seconds)
+        rows_a, rows_b = within_time(a, seconds), within_time(b, seconds)
+        ra, rb = rows_a[-1], rows_b[-1]
         result["equal_time"] = {
             "seconds": seconds,
             "epoch_a": ra["epoch"],
             "epoch_b": rb["epoch"],
             **pair(ra, rb),
         }
+        if all("val_loss" in r for r in rows_a + rows_b):
+            ra = min(rows_a, key=lambda r: r["val_loss"])
+            rb = min(rows_b, key=lambda r: r["val_loss"])
+            result["equal_time_best"] = {
+                "seconds": seconds,
+                "epoch_a": ra["epoch"],
+                "epoch_b": rb["epoch"],
+                **pair(ra, rb),
+            }
     return result
 
 
@@ -204,13 +218,14 @@ def table(result: dict, names: tuple[str, str]) -> str:
             f"E {window['mean_energy_a']:.3f} vs {window['mean_energy_b']:.3f}, "
             f"F {window['mean_forces_a']:.2f} vs {window['mean_forces_b']:.2f}"
         )
-    same = result.get("equal_time")
-    if same:
-        lines.append(
-            f"at {same['seconds']:.0f} s each: {a} epoch {same['epoch_a']} "
-            f"(E {same['energy_a']:.3f}, F {same['forces_a']:.2f}), {b} epoch "
-            f"{same['epoch_b']} (E {same['energy_b']:.3f}, F {same['forces_b']:.2f})"
-        )
+    for key, what in (("equal_time", "last epochs"), ("equal_time_best", "best epochs")):
+        same = result.get(key)
+        if same:
+            lines.append(
+                f"at {same['seconds']:.0f} s each, {what}: {a} epoch {same['epoch_a']} "
+                f"(E {same['energy_a']:.3f}, F {same['forces_a']:.2f}), {b} epoch "
+                f"{same['epoch_b']} (E {same['energy_b']:.3f}, F {same['forces_b']:.2f})"
+            )
     return "\n".join(lines)
 
 

@@ -59,6 +59,20 @@ def test_equal_time_takes_the_last_epoch_each_finished_within_the_shorter_budget
     assert same["seconds"] == pytest.approx(10.0)
     assert (same["epoch_a"], same["epoch_b"]) == (5, 10)
     assert (same["forces_a"], same["forces_b"]) == (16, 21)
+    assert "equal_time_best" not in curves.compare(a, b)  # no val_loss: no best epoch
+
+
+def test_equal_time_best_is_the_lowest_validation_loss_within_the_budget(curves):
+    # A's loss is lowest at epoch 2 (of the 5 epochs within 10 s); epoch 6 is past it.
+    a = _history([9, 8, 7, 6, 5, 1], [1.0] * 6, [2.0] * 6)
+    for row, loss in zip(a, [5, 1, 3, 4, 2, 0], strict=True):
+        row["val_loss"] = loss
+    b = _history([9] * 10, [1.0] * 10, [1.0] * 10)
+    for row in b:
+        row["val_loss"] = 10.0 - row["epoch"]
+    best = curves.compare(a, b)["equal_time_best"]
+    assert (best["epoch_a"], best["epoch_b"]) == (2, 10)
+    assert best["forces_a"] == 8
 
 
 def test_a_report_row_and_a_log_csv_give_the_same_comparison(curves, tmp_path):
