@@ -225,12 +225,20 @@ def pack_structures(
 
     ``images`` may be a generator (``ase.io.iread``): structures are not kept in memory.
     """
-    from .dataset import extract_labels
+    from .dataset import extract_conditions, extract_labels
 
     with PackWriter(path) as writer:
         for index, atoms in enumerate(images):
             where = f"{source}[{index}]"
             labels, total_charge = extract_labels(atoms, data_keys, where=where)
+            fragments, field = extract_conditions(atoms, data_keys, total_charge, where=where)
+            if fragments is not None or field is not None:
+                # The format has no arrays for them: refuse rather than train without them.
+                what = "fragments" if fragments is not None else "an applied electric field"
+                raise ValueError(
+                    f"{where}: has {what}, which packed files do not hold; train from the "
+                    "structure file itself (the extxyz reader keeps them)"
+                )
             try:
                 writer.add(atoms, labels, total_charge)
             except ValueError as error:

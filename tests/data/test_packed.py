@@ -118,6 +118,17 @@ def test_writer_is_atomic_and_inputs_are_checked(tmp_path, images):
     assert not path.exists()
     with pytest.raises(ValueError, match="no structures"):
         pack_structures([], path)
+    # Inputs the format cannot hold are refused, not dropped.
+    fragmented = images[5].copy()
+    fragmented.arrays["fragment"] = np.arange(len(fragmented)) % 2
+    fragmented.info["fragment_charges"] = [1.0, 0.0]
+    with pytest.raises(ValueError, match=r"frag\[0\]: has fragments, which packed files"):
+        pack_structures([fragmented], path, source="frag")
+    in_field = images[1].copy()
+    in_field.info["electric_field"] = [0.0, 0.0, 0.1]
+    with pytest.raises(ValueError, match=r"field\[0\]: has an applied electric field"):
+        pack_structures([in_field], path, source="field")
+    assert not path.exists()
     text = tmp_path / "text.hpk"
     text.write_text("not packed")
     with pytest.raises(ValueError, match="is not a packed file"):
