@@ -11,7 +11,11 @@ held-out structures. A variant is a set of model-config overrides on top of
 * ``hybrid-wide``: Gaussian width tied to the cutoff (``sigma_q`` = cutoff / 2.5);
 * ``hybrid-screened``: the Coulomb energy of pairs inside the network cutoff smoothly
   removed (model-config key ``coulomb_split: "cutoff"``; needs a hybridpot that has it);
-* ``hybrid``: the library defaults with the Coulomb term on (whatever default won);
+* ``hybrid``: the library defaults with the Coulomb term on (whatever default won; with
+  ``induction: "auto"`` that is induction on for the charged dimer types 0 and 2, off for
+  the rest);
+* ``hybrid-no-induction``: ``hybrid`` with ``induction: false`` (latent charges alone, the
+  ``hybrid`` of the runs before induction became ``"auto"``);
 * ``hybrid-qeq``: charge equilibration (``charge_model: "qeq"``) instead of latent
   charges: the network predicts electronegativities and hardnesses, and the charges
   minimise the Qeq energy in each structure, so they respond to their surroundings
@@ -141,6 +145,7 @@ VARIANTS = {
     "hybrid-wide": {"coulomb": True, "sigma_q": NETWORK["cutoff"] / 2.5, "coulomb_split": "none"},
     "hybrid-screened": {"coulomb": True, "coulomb_split": "cutoff"},
     "hybrid": {"coulomb": True},
+    "hybrid-no-induction": {"coulomb": True, "induction": False},
     "hybrid-qeq": {"coulomb": True, "charge_model": "qeq"},
     "hybrid-induction": {"coulomb": True, "induction": True},
     "invariant-hybrid": {"coulomb": True, "l_max": 0},
@@ -372,6 +377,8 @@ def fit_and_test(
         "stop_reason": reason,
         "converged": reason == "patience",
         "parameters": sum(p.numel() for p in result.model.parameters() if p.requires_grad),
+        # As the trainer resolved it ("auto": on when the training data hold an ion).
+        "induction": result.model.model_config.induction,
         "n_train": len(read(files["train"])),
         "n_valid": len(read(files["valid"])),
         "n_test": len(test_images),

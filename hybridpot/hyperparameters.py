@@ -48,9 +48,16 @@ COULOMB_SPLITS = ("auto", "none", "cutoff")
 CHARGE_INIT_SCALE = "auto"
 LATENT_CHARGE_INIT_SCALE = 0.1
 COULOMB_ACCURACY = 1e-4  # relative RMS force error
-# First-order induction (hybridpot.electrostatics.induction): per-element polarisabilities
-# (Å³) start here (of the order of a light atom's: H 0.67, C 1.76, O 0.80 Å³ free atoms).
-INDUCTION = False
+# First-order induction (hybridpot.electrostatics.induction): "auto" turns it on when the
+# training data hold a net charge (a structure or a fragment with |Q| >= NET_CHARGE_THRESHOLD):
+# an ion's field, ~1/R², polarises matter beyond the cutoff (energy ~1/R⁴), which fixed
+# latent charges cannot describe; without net charges the fields beyond the cutoff are
+# dipolar or weaker and the term only adds freedom the energy fit must tame
+# (docs/benchmarks.md, "Induction: the tail that latent charges miss").
+INDUCTION = "auto"
+NET_CHARGE_THRESHOLD = 0.01  # e
+# Per-element polarisabilities (Å³) start here (of the order of a light atom's: H 0.67,
+# C 1.76, O 0.80 Å³ free atoms).
 INITIAL_POLARIZABILITY = 0.5
 
 # --- charge equilibration (charge_model = "qeq") ----------------------------------------

@@ -131,7 +131,12 @@ def test_quick_mode_trains_and_evaluates_every_default_variant(tmp_path, dataset
     run_key = QUICK_RUNS[dataset][0]
     hybrid, short = runs[f"{run_key}/hybrid"], runs[f"{run_key}/short-range"]
     twin = runs[f"{run_key}/invariant-hybrid"]
-    assert hybrid["parameters"] == short["parameters"]
+    # induction "auto" is on where the training data hold an ion: the type-0 dimer's
+    # monomers are fragments of +1 and -1 e. It adds one polarisability per element.
+    assert hybrid["induction"] is (dataset == "charged-dimers")
+    assert short["induction"] is False and twin["induction"] is hybrid["induction"]
+    extra = 4 if hybrid["induction"] else 0  # C, H, N and O
+    assert hybrid["parameters"] == short["parameters"] + extra
     assert hybrid["settings"]["model"]["coulomb"] is True
     assert short["settings"]["model"]["coulomb"] is False
     assert twin["settings"]["model"]["l_max"] == 0

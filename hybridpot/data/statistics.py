@@ -117,6 +117,20 @@ def residual_energy_std(
     return float(np.std(values)) if len(values) > 1 else None
 
 
+def largest_net_charge(graphs: list[AtomicGraph]) -> float:
+    """The largest |total charge| of a structure or |charge| of a fragment in ``graphs``
+    (e; 0.0 for no graphs). Packed files hold no fragments: their total charges only."""
+    if hasattr(graphs, "array"):
+        charges = np.asarray(graphs.array("total_charge")[graphs.indices], dtype=np.float64)
+        return float(np.abs(charges).max()) if charges.size else 0.0
+    largest = 0.0
+    for g in graphs:
+        largest = max(largest, float(g.total_charge.abs().max()))
+        if g.fragment_charge is not None and g.fragment_charge.numel():
+            largest = max(largest, float(g.fragment_charge.abs().max()))
+    return largest
+
+
 def average_num_neighbors(graphs: list[AtomicGraph], max_samples: int | None = None) -> float:
     """Mean number of neighbours per atom (directed edges / atoms), over at most
     ``max_samples`` structures evenly spaced through ``graphs`` (None: all)."""

@@ -131,13 +131,17 @@ class ModelConfig:
     0.1 with a Coulomb term and 1 without one (a short-range model's charges never enter
     its energy; shrinking them only slows a charge loss)."""
 
-    induction: bool = hp.INDUCTION
+    induction: bool | str = hp.INDUCTION
     """Add the first-order induction energy -(k_e/2) sum_i alpha_i e_i² of learned
     per-element polarisabilities alpha (Å³) in the field e_i of the charges, each pair's
     field screened inside the cutoff: the -alpha Q² k_e / (2 R⁴) attraction of a molecule
     by an ion beyond the network's reach, which latent charges miss. Latent charges only;
     molecules, slabs and bulk cells; an applied electric field polarises the atoms too
-    (alpha E / k_e); exported with the model. See ``docs/theory.md``."""
+    (alpha E / k_e); exported with the model. ``"auto"`` is resolved by the trainer from
+    the training data, so a saved model says which: true for latent charges with a
+    Coulomb term when a training structure or fragment carries a net charge (|Q| >= 0.01
+    e: an ion), false otherwise; a model built without training data (``build_model``)
+    gets false. See ``docs/theory.md``."""
 
     coulomb_method: str = hp.COULOMB_METHOD
     """Electrostatics: ``"auto"`` (by pbc), ``"pme"``, ``"ewald"``, ``"p3m"`` or ``"direct"``."""
@@ -226,6 +230,14 @@ class ModelConfig:
                 ) from None
         self.charge_init_scale = hp.check_charge_init_scale(value)
 
+    def _resolve_induction(self) -> None:
+        """``induction``: "auto" -> false (no training data here: the trainer resolves
+        "auto" from its data before it builds the model), then checked to be a bool."""
+        if isinstance(self.induction, str) and self.induction == "auto":
+            self.induction = False
+        if not isinstance(self.induction, bool):
+            raise TypeError(f"induction must be true, false or 'auto', got {self.induction!r}")
+
     def validate(self) -> None:
         """Raise TypeError or ValueError naming the first field with an invalid value."""
         self._check_types()
@@ -253,6 +265,7 @@ class ModelConfig:
         if self.coulomb_split == "auto":  # resolved here, so saved configs say which
             self.coulomb_split = "none" if self.charge_model == "qeq" else "cutoff"
         self._resolve_charge_init_scale()
+        self._resolve_induction()
         hp.check_sigma_q(self.sigma_q)
         hp.check_accuracy(self.coulomb_accuracy, "coulomb_accuracy")
         hp.check_choice(self.charge_model, "charge_model", hp.CHARGE_MODELS)

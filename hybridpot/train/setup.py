@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from ase.data import atomic_numbers
 
+from .. import hyperparameters as hp
 from ..data.dataset import file_hash, load_graphs, random_split, read_structures
 from ..data.graph import AtomicGraph
 from ..data.packed import PackedDataset, is_packed
-from ..data.statistics import dataset_elements, dataset_statistics
+from ..data.statistics import dataset_elements, dataset_statistics, largest_net_charge
 from ..derivatives import has_dipole
 from .config import TrainConfig
 from .schema import ConfigError
@@ -214,7 +215,8 @@ def complete_model_config(config: TrainConfig, data: PreparedData) -> dict:
     """``config.model`` with elements and the training-set statistics filled in.
 
     ``elements`` default to those present in any split (sorted by atomic number); given
-    ``atomic_energies``, ``energy_scale`` or ``avg_num_neighbors`` are kept.
+    ``atomic_energies``, ``energy_scale`` or ``avg_num_neighbors`` are kept;
+    ``induction: "auto"`` is resolved from the training data (:func:`induction_from_data`).
 
     Raises:
         ValueError: the data hold an element missing from ``model.elements``.
@@ -241,4 +243,28 @@ def complete_model_config(config: TrainConfig, data: PreparedData) -> dict:
     )
     for key, value in stats.items():
         model.setdefault(key, value)
+    if model.get("induction", hp.INDUCTION) == "auto":
+        model["induction"] = induction_from_data(model, data.train)
     return model
+
+
+def induction_from_data(model: dict, train) -> bool:
+    """``induction: "auto"`` resolved for ``model`` (a model-config dict) and the
+    training graphs ``train``: true for latent charges with a Coulomb term when a
+    training structure or fragment carries a net charge of at least
+    ``hyperparameters.NET_CHARGE_THRESHOLD`` e (an ion, whose field polarises matter
+    beyond the cutoff), false otherwise. Logged, and stored resolved in the model file."""
+    latent = model.get("coulomb", hp.COULOMB) and (
+        model.get("charge_model", hp.CHARGE_MODEL) == "latent"
+    )
+    largest = largest_net_charge(train) if latent else 0.0
+    chosen = bool(latent and largest >= hp.NET_CHARGE_THRESHOLD)
+    logger.info(
+        "induction 'auto' -> %s (%s)",
+        str(chosen).lower(),
+        f"largest net charge of a training structure or fragment {largest:.3g} e, "
+        f"threshold {hp.NET_CHARGE_THRESHOLD:g} e"
+        if latent
+        else "no latent charges with a Coulomb term",
+    )
+    return chosen
