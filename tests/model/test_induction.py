@@ -299,7 +299,7 @@ def test_bad_configurations_are_refused(model):
         hybridpot.build_model(small_model_config(induction=True, coulomb=False))
     with pytest.raises(ValueError, match="induction needs charges"):
         hybridpot.build_model(small_model_config(induction=True, charge_model="qeq"))
-    with pytest.raises(TypeError, match="induction must be true or false"):
+    with pytest.raises(TypeError, match="induction must be true, false or .auto."):
         ModelConfig.from_dict({"elements": ["Na"], "cutoff": 3.0, "induction": "yes"})
 
 
