@@ -184,6 +184,29 @@ def _parser() -> argparse.ArgumentParser:
             default=getattr(defaults, f"{name}_key"),
             help=f"label key of the {name.replace('_', ' ')} (default: %(default)s)",
         )
+    pack.add_argument(
+        "--fragment-key",
+        default=defaults.fragment_key,
+        help="atoms.arrays key of per-atom fragment ids (default: %(default)s)",
+    )
+    pack.add_argument(
+        "--fragment-charges-key",
+        nargs="+",
+        default=None,
+        help="atoms.info key holding the fragment charges, or one key per fragment "
+        f"(e.g. chargeA chargeB) (default: {defaults.fragment_charges_key})",
+    )
+    pack.add_argument(
+        "--fragment-split-key",
+        default=None,
+        help="atoms.info key k: atoms 0..k-1 form fragment 0, the rest fragment 1 "
+        "(e.g. indexB; default: not used)",
+    )
+    pack.add_argument(
+        "--electric-field-key",
+        default=defaults.electric_field_key,
+        help="atoms.info key of an applied field, V/Å (default: %(default)s)",
+    )
 
     info = sub.add_parser("info", help="describe a saved model")
     info.add_argument("model", help="model file")
@@ -301,6 +324,16 @@ def _pack(args: argparse.Namespace) -> int:
             f"{n}_key": getattr(args, f"{n}_key")
             for n in ("energy", "forces", "stress", "charges", "dipole", "total_charge", "weight")
         },
+        fragment_key=args.fragment_key,
+        fragment_charges_key=(
+            DataConfig.fragment_charges_key
+            if args.fragment_charges_key is None
+            else args.fragment_charges_key[0]
+            if len(args.fragment_charges_key) == 1
+            else list(args.fragment_charges_key)
+        ),
+        fragment_split_key=args.fragment_split_key,
+        electric_field_key=args.electric_field_key,
     )
     try:
         images = ase.io.iread(args.data, ":", format=args.format)

@@ -18,8 +18,18 @@ int16, ``positions`` (N, 3) float64 Å, ``cell`` (S, 3, 3) Å, ``pbc`` (S, 3) bo
 ``total_charge`` (S,) e, ``weight`` (S,), and per label present in any structure its
 values (``energy`` (S,) eV, ``forces`` (N, 3) eV/Å, ``stress`` (S, 3, 3) eV/Å³,
 ``charges`` (N,) e, ``dipole`` (S, 3) e·Å) with ``<label>_mask`` (S,) bool (absent
-labels are zeros there and never used). Writing goes through temporary files and
-:func:`hybridpot.fileio.atomic_write`, so a crash never leaves a half-written file.
+labels are zeros there and never used). Inputs that only some data sets have, written
+when any structure has them (version 2):
+
+* fragments: ``fragment_count`` (S,) int32 (0: the structure has none; it is then one
+  group with its total charge), ``fragment`` (N,) int32 each atom's fragment within its
+  structure, ``fragment_charges`` (F,) e and ``fragment_start`` (S+1,) int64 (structure
+  s's fragments are rows ``fragment_start[s]:fragment_start[s+1]``);
+* an applied field: ``electric_field`` (S, 3) V/Å with ``electric_field_mask`` (S,).
+
+Version-1 files (no such arrays) are read as before. Writing goes through temporary
+files and :func:`hybridpot.fileio.atomic_write`, so a crash never leaves a half-written
+file.
 """
 
 from __future__ import annotations
@@ -42,7 +52,9 @@ from .graph import AtomicGraph, _check_finite_atoms
 from .neighbors import neighbor_pairs
 
 MAGIC = b"HYBRIDPOT-PACK\n\0"
-VERSION = 1
+VERSION = 2
+#: Versions this reader understands (1: no fragment or field arrays).
+READABLE_VERSIONS = (1, 2)
 ALIGN = 64
 #: Label name -> (per atom?, shape of one row)
 LABEL_SHAPES = {
@@ -61,6 +73,15 @@ _BASE = {
     "weight": (False, (), "<f8"),
     "atom_count": (False, (), "<i4"),  # temporary: becomes atom_start
 }
+#: Optional inputs: name -> (per atom?, shape of one row, dtype); written from the first
+#: structure that has them on (earlier rows zero-filled).
+_CONDITIONS = {
+    "fragment_count": (False, (), "<i4"),
+    "fragment": (True, (), "<i4"),
+    keys.ELECTRIC_FIELD: (False, (3,), "<f8"),
+}
+#: Ragged: one row per fragment, no zero-fill (structures without fragments add none).
+_FRAGMENT_CHARGES = "fragment_charges"
 
 
 def is_packed(path: str | os.PathLike) -> bool:
@@ -104,19 +125,37 @@ class PackWriter:
             handle.write(np.zeros((rows, *shape), dtype=dtype).tobytes())
         handle.write(np.ascontiguousarray(array, dtype=dtype).tobytes())
 
-    def add(self, atoms: ase.Atoms, labels: dict[str, np.ndarray], total_charge: float) -> None:
+    def add(
+        self,
+        atoms: ase.Atoms,
+        labels: dict[str, np.ndarray],
+        total_charge: float,
+        *,
+        fragments: tuple[np.ndarray, np.ndarray] | None = None,
+        electric_field: np.ndarray | None = None,
+    ) -> None:
         """Append one structure with its labels (shapes as
-        :func:`hybridpot.data.dataset.extract_labels` returns them) and total charge (e).
+        :func:`hybridpot.data.dataset.extract_labels` returns them), total charge (e)
+        and, when it has them, its fragments ``(ids (N,), charges (F,) e)`` and applied
+        field ((3,) V/Å), as :func:`hybridpot.data.dataset.extract_conditions` returns
+        them.
 
         Raises:
-            ValueError: non-finite positions or cell, a singular periodic cell, or an
-                unknown label.
+            ValueError: non-finite positions or cell, a singular periodic cell, an
+                unknown label, or a bad fragment assignment or field.
         """
+        from .fragments import check_fragments
+        from .graph import check_electric_field
+
         _check_finite_atoms(atoms)
         n = len(atoms)
         unknown = [k for k in labels if k != keys.WEIGHT and k not in LABEL_SHAPES]
         if unknown:
             raise ValueError(f"labels {unknown} cannot be packed; known: {list(LABEL_SHAPES)}")
+        if fragments is not None:  # checked before anything is written
+            ids, charges = check_fragments(*fragments, n, total_charge)
+        if electric_field is not None:
+            electric_field = check_electric_field(electric_field)
         self._write("numbers", atoms.get_atomic_numbers())
         self._write("positions", atoms.get_positions())
         self._write("cell", np.asarray(atoms.get_cell())[None])
@@ -130,6 +169,27 @@ class PackWriter:
                 self._masks.setdefault(name, []).append((self.num_structures, 1))
             elif name in self._files:
                 self._write(name, np.zeros((n if per_atom else 1, *shape)))
+        if fragments is not None or "fragment" in self._files:
+            self._specs.setdefault("fragment_count", _CONDITIONS["fragment_count"])
+            self._specs.setdefault("fragment", _CONDITIONS["fragment"])
+            count = 0 if fragments is None else len(charges)
+            self._write("fragment_count", np.array([count]))
+            self._write("fragment", np.zeros(n) if fragments is None else ids)
+            if fragments is not None:
+                handle = self._files.get(_FRAGMENT_CHARGES)
+                if handle is None:
+                    handle = self._files[_FRAGMENT_CHARGES] = open(  # noqa: SIM115
+                        self._tmp / _FRAGMENT_CHARGES, "wb"
+                    )
+                handle.write(np.ascontiguousarray(charges, dtype="<f8").tobytes())
+        if electric_field is not None or keys.ELECTRIC_FIELD in self._files:
+            self._specs.setdefault(keys.ELECTRIC_FIELD, _CONDITIONS[keys.ELECTRIC_FIELD])
+            self._write(
+                keys.ELECTRIC_FIELD,
+                np.zeros((1, 3)) if electric_field is None else electric_field[None],
+            )
+            if electric_field is not None:
+                self._masks.setdefault(keys.ELECTRIC_FIELD, []).append((self.num_structures, 1))
         self._write("atom_count", np.array([n]))
         self.num_structures += 1
         self.num_atoms += n
@@ -151,6 +211,16 @@ class PackWriter:
                     continue
                 rows = self.num_atoms if per_atom else self.num_structures
                 arrays[name] = (self._tmp / name, [rows, *shape], dtype)
+            if "fragment_count" in self._files:
+                counts = np.fromfile(self._tmp / "fragment_count", dtype="<i4")
+                fragment_start = np.zeros(self.num_structures + 1, dtype="<i8")
+                np.cumsum(counts.astype(np.int64), out=fragment_start[1:])
+                arrays["fragment_start"] = (fragment_start, [self.num_structures + 1], "<i8")
+                arrays[_FRAGMENT_CHARGES] = (
+                    self._tmp / _FRAGMENT_CHARGES,
+                    [int(fragment_start[-1])],
+                    "<f8",
+                )
             for name, spans in self._masks.items():
                 mask = np.zeros(self.num_structures, dtype=bool)
                 mask[[s for s, _ in spans]] = True
@@ -232,15 +302,8 @@ def pack_structures(
             where = f"{source}[{index}]"
             labels, total_charge = extract_labels(atoms, data_keys, where=where)
             fragments, field = extract_conditions(atoms, data_keys, total_charge, where=where)
-            if fragments is not None or field is not None:
-                # The format has no arrays for them: refuse rather than train without them.
-                what = "fragments" if fragments is not None else "an applied electric field"
-                raise ValueError(
-                    f"{where}: has {what}, which packed files do not hold; train from the "
-                    "structure file itself (the extxyz reader keeps them)"
-                )
             try:
-                writer.add(atoms, labels, total_charge)
+                writer.add(atoms, labels, total_charge, fragments=fragments, electric_field=field)
             except ValueError as error:
                 raise ValueError(f"{where}: {error}") from None
         count = writer.num_structures
@@ -280,10 +343,10 @@ class PackedDataset:
             handle.seek(len(MAGIC))
             (length,) = struct.unpack("<Q", handle.read(8))
             self.header = json.loads(handle.read(length))
-        if self.header.get("version") != VERSION:
+        if self.header.get("version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"packed file {str(self.path)!r} has version {self.header.get('version')}, "
-                f"this hybridpot reads version {VERSION}"
+                f"this hybridpot reads versions {list(READABLE_VERSIONS)}"
             )
         self._data_start = -(-(len(MAGIC) + 8 + length) // ALIGN) * ALIGN
         self.cutoff = float(cutoff)
@@ -313,6 +376,10 @@ class PackedDataset:
         state = dict(self.__dict__)
         state["_maps"] = None  # each process maps the file itself
         return state
+
+    def has(self, name: str) -> bool:
+        """Whether the file holds the array ``name`` (optional inputs: fragments, field)."""
+        return name in self.header["arrays"]
 
     @property
     def labels(self) -> list[str]:
@@ -354,6 +421,20 @@ class PackedDataset:
             rows = slice(start, stop) if per_atom else slice(index, index + 1)
             labels[name] = torch.from_numpy(np.array(self.array(name)[rows]))
         n = stop - start
+        fragment = fragment_charge = electric_field = None
+        if self.has("fragment_count") and self.array("fragment_count")[index] > 0:
+            begin, end = (int(x) for x in self.array("fragment_start")[index : index + 2])
+            fragment = torch.from_numpy(
+                np.array(self.array("fragment")[start:stop], dtype=np.int64)
+            )
+            fragment_charge = torch.from_numpy(np.array(self.array(_FRAGMENT_CHARGES)[begin:end]))
+        if (
+            self.has(keys.ELECTRIC_FIELD)
+            and self.array(f"{keys.ELECTRIC_FIELD}{keys.MASK_SUFFIX}")[index]
+        ):
+            electric_field = torch.from_numpy(np.array(self.array(keys.ELECTRIC_FIELD)[index]))[
+                None
+            ]
         graph = AtomicGraph(
             positions=positions,
             numbers=torch.from_numpy(np.array(self.array("numbers")[start:stop], dtype=np.int64)),
@@ -365,6 +446,9 @@ class PackedDataset:
             cell_shifts=shifts.to(torch.float64).reshape(-1, 3),
             cutoff=self.cutoff,
             labels=labels,
+            fragment=fragment,
+            fragment_charge=fragment_charge,
+            electric_field=electric_field,
         )
         if self.route is not None:
             from .dataset import check_structures

@@ -119,10 +119,18 @@ def residual_energy_std(
 
 def largest_net_charge(graphs: list[AtomicGraph]) -> float:
     """The largest |total charge| of a structure or |charge| of a fragment in ``graphs``
-    (e; 0.0 for no graphs). Packed files hold no fragments: their total charges only."""
-    if hasattr(graphs, "array"):
+    (e; 0.0 for no graphs)."""
+    if hasattr(graphs, "array"):  # a packed view: read the arrays, not the structures
         charges = np.asarray(graphs.array("total_charge")[graphs.indices], dtype=np.float64)
-        return float(np.abs(charges).max()) if charges.size else 0.0
+        largest = float(np.abs(charges).max()) if charges.size else 0.0
+        if graphs.has("fragment_start"):
+            start = graphs.array("fragment_start")
+            fragment_charges = graphs.array("fragment_charges")
+            for index in graphs.indices:
+                rows = fragment_charges[start[index] : start[index + 1]]
+                if rows.size:
+                    largest = max(largest, float(np.abs(rows).max()))
+        return largest
     largest = 0.0
     for g in graphs:
         largest = max(largest, float(g.total_charge.abs().max()))
