@@ -1,0 +1,59 @@
+"""benchmarks/training.py: timed training steps on given structures, with the breakdown."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+from ase.io import write
+
+from hybridpot.train.synthetic import toy_nacl_structures
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "training.py"
+
+
+@pytest.fixture(scope="module")
+def main():
+    """The script's ``main(argv)`` (run as a file: benchmarks/ is not a package)."""
+    return runpy.run_path(str(SCRIPT))["main"]
+
+
+def test_structures_file_times_both_models_and_the_hybrids_parts(main, tmp_path):
+    path = tmp_path / "cells.extxyz"
+    write(path, toy_nacl_structures(3, seed=1))
+    output = tmp_path / "out.json"
+    argv = [
+        "--structures", str(path), "--batch-size", "2", "--steps", "1", "--warmup", "0",
+        "--threads", "1", "--cutoff", "3.5", "--breakdown", "--output", str(output),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads(output.read_text())
+    hybrid, twin = report["results"]
+    assert (hybrid["model"], twin["model"]) == ("hybrid", "short-range")
+    # Two 2-atom primitive cells per batch: only the first --batch-size were used.
+    assert hybrid["atoms_per_batch"] == twin["atoms_per_batch"] == 4
+    assert hybrid["batch_size"] == 2
+    parts = hybrid["breakdown"]
+    assert parts["plan_s"] > 0 and parts["coulomb_s"] > 0
+    assert parts["screening_s"] > 0  # the default splits the Coulomb energy at the cutoff
+    assert "breakdown" not in twin
+    assert report["meta"]["command"].startswith("python benchmarks/training.py --structures")
+
+
+def test_too_few_or_unlabelled_structures_are_refused(main, tmp_path, capsys):
+    path = tmp_path / "cells.extxyz"
+    write(path, toy_nacl_structures(1))
+    with pytest.raises(SystemExit):
+        main(["--structures", str(path), "--batch-size", "2", "--output", str(tmp_path / "o")])
+    assert "holds 1 structures, fewer than --batch-size 2" in capsys.readouterr().err
+    bare = toy_nacl_structures(2)
+    for atoms in bare:
+        atoms.calc = None
+    write(path, bare)
+    with pytest.raises(SystemExit):
+        main(["--structures", str(path), "--batch-size", "2", "--output", str(tmp_path / "o")])
+    assert "structure 0 has no energy and forces" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
