@@ -41,13 +41,19 @@ from ase.data import chemical_symbols
 HERE = Path(__file__).resolve().parent
 
 
+def supercell_repeat(n_atoms: int) -> int | None:
+    """k with ``n_atoms`` = 8 k^3 (a cubic rock-salt supercell, k >= 1), else None."""
+    k = round((max(n_atoms, 0) / 8) ** (1 / 3))
+    return k if k >= 1 and 8 * k**3 == n_atoms else None
+
+
 def nacl_structures(n_atoms: int, count: int, seed: int = 0):
     """``count`` labelled rock-salt supercells of ``n_atoms`` = 8 k^3 atoms and the
     name of the labelling model."""
     from hybridpot.train.synthetic import toy_nacl_structures
 
-    k = round((n_atoms / 8) ** (1 / 3))
-    if 8 * k**3 != n_atoms:
+    k = supercell_repeat(n_atoms)
+    if k is None:
         raise ValueError(f"n_atoms must be 8 k^3 for a cubic rock-salt supercell, got {n_atoms}")
     images = toy_nacl_structures(count, repeat=(k, k, k), cubic=True, seed=seed)
     try:
@@ -248,13 +254,18 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--output", default=str(HERE / "results" / "training.json"))
     args = parser.parse_args(argv)
-    for name in ("batch_size", "steps"):
+    for name in ("batch_size", "steps", "threads"):
         if getattr(args, name) < 1:
             parser.error(
                 f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}"
             )
     if args.warmup < 0:
         parser.error(f"--warmup must be at least 0, got {args.warmup}")
+    if not args.cutoff > 0:
+        parser.error(f"--cutoff must be a positive number of Å, got {args.cutoff}")
+    not_cubes = [n for n in args.sizes if supercell_repeat(n) is None]
+    if args.structures is None and not_cubes:
+        parser.error(f"--sizes must be 8 k^3 atoms (cubic rock-salt cells), got {not_cubes}")
     torch.set_num_threads(args.threads)
 
     if args.structures is not None:

@@ -57,3 +57,28 @@ def test_too_few_or_unlabelled_structures_are_refused(main, tmp_path, capsys):
         main(["--structures", str(path), "--batch-size", "2", "--output", str(tmp_path / "o")])
     assert "structure 0 has no energy and forces" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+SIZES = "--sizes must be 8 k^3 atoms (cubic rock-salt cells), got "
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--steps", "0"], "--steps must be at least 1, got 0"),
+        (["--threads", "0"], "--threads must be at least 1, got 0"),
+        (["--warmup", "-1"], "--warmup must be at least 0, got -1"),
+        (["--cutoff", "0"], "--cutoff must be a positive number of Å, got 0.0"),
+        (["--cutoff", "nan"], "--cutoff must be a positive number of Å, got nan"),
+        (["--sizes", "64", "100"], SIZES + "[100]"),
+        (["--sizes", "0"], SIZES + "[0]"),
+    ],
+)
+def test_out_of_range_arguments_are_refused_before_any_work(main, tmp_path, capsys, argv, message):
+    output = tmp_path / "out.json"
+    with pytest.raises(SystemExit) as error:
+        main([*argv, "--output", str(output)])
+    assert error.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not output.exists()
