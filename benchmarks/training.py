@@ -17,12 +17,15 @@ Coulomb plan (the real-space pair list and the PME parameters) is built every st
 have, each alone on the same batch (median over ``--steps``): building the Coulomb plan,
 the Coulomb energy with its forces and the backward through them (charges fixed, as a
 leaf), and the screening term that removes the pairs inside the cutoff (when the model
-uses ``coulomb_split: "cutoff"``). Prints a Markdown table and writes JSON (default
-``benchmarks/results/training.json``).
+uses ``coulomb_split: "cutoff"``). ``--profile K`` runs one more step of each model
+under ``torch.profiler`` and records its busy time and its K costliest operators: on a
+GPU the summed kernel time, which is what several trainings sharing one GPU run out of
+(the wall time of a launch-bound step hides it). Prints Markdown tables and writes JSON
+(default ``benchmarks/results/training.json``).
 
     python benchmarks/training.py [--sizes 64 512 | --structures FILE] [--batch-size 4]
         [--steps 5] [--warmup 2] [--threads 2] [--device cpu] [--breakdown]
-        [--output benchmarks/results/training.json]
+        [--profile K] [--output benchmarks/results/training.json]
 """
 
 from __future__ import annotations
@@ -220,7 +223,50 @@ def bench(system: str, images: list, labels: str, coulomb: bool, args) -> dict:
     }
     if coulomb and args.breakdown:
         row["breakdown"] = coulomb_breakdown(model, graphs, device, args.steps)
+    if args.profile:
+        row["profile"] = profile_step(step, device, args.profile)
     return row
+
+
+def profile_step(step, device, top: int) -> dict:
+    """One more training step under ``torch.profiler``: where its time goes.
+
+    On CUDA the clock is the GPU's: the summed time of the step's kernels
+    (``busy_s``, what a GPU shared by several trainings runs out of) and its ``top``
+    kernels by that time; on the CPU, the summed self time of the operators and the
+    ``top`` operators. Each entry: ``name`` (cut to 120 characters), ``calls``,
+    ``self_s``. ``wall_s`` is the profiled step's wall time (the profiler adds to it).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        step()
+    wall = time.perf_counter() - start
+
+    def self_us(event) -> float:
+        if not cuda:
+            return event.self_cpu_time_total
+        value = getattr(event, "self_device_time_total", None)  # torch >= 2.4
+        return event.self_cuda_time_total if value is None else value
+
+    events = [
+        e
+        for e in prof.key_averages()
+        if (e.device_type == torch.autograd.DeviceType.CUDA) == cuda and self_us(e) > 0
+    ]
+    events.sort(key=self_us, reverse=True)
+    return {
+        "clock": "cuda kernels" if cuda else "cpu operators",
+        "wall_s": wall,
+        "busy_s": sum(self_us(e) for e in events) * 1e-6,
+        "top": [
+            {"name": e.key[:120], "calls": e.count, "self_s": self_us(e) * 1e-6}
+            for e in events[:top]
+        ],
+    }
 
 
 def _ms(seconds) -> str:
@@ -252,6 +298,14 @@ def main(argv=None) -> int:
         action="store_true",
         help="also time the hybrid's plan, Coulomb and screening parts alone",
     )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="K",
+        help="profile one more step of each model: busy time and the K costliest "
+        "operators (CUDA kernels on a GPU)",
+    )
     parser.add_argument("--output", default=str(HERE / "results" / "training.json"))
     args = parser.parse_args(argv)
     for name in ("batch_size", "steps", "threads"):
@@ -259,8 +313,9 @@ def main(argv=None) -> int:
             parser.error(
                 f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}"
             )
-    if args.warmup < 0:
-        parser.error(f"--warmup must be at least 0, got {args.warmup}")
+    for name in ("warmup", "profile"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name} must be at least 0, got {getattr(args, name)}")
     if not args.cutoff > 0:
         parser.error(f"--cutoff must be a positive number of Å, got {args.cutoff}")
     not_cubes = [n for n in args.sizes if supercell_repeat(n) is None]
@@ -312,6 +367,17 @@ def main(argv=None) -> int:
                 f"{_ms(twins[r['system']]['median_step_s'])} | {_ms(parts['plan_s'])} | "
                 f"{_ms(parts['coulomb_s'])} | {_ms(parts['screening_s'])} |"
             )
+    for r in rows:
+        if "profile" in r:
+            p = r["profile"]
+            print(
+                f"\n{r['system']}, {r['model']}: {1000 * p['busy_s']:.1f} ms of {p['clock']} "
+                f"in a {1000 * p['wall_s']:.0f} ms profiled step"
+            )
+            print("| operator | calls | self (ms) |")
+            print("|---|---:|---:|")
+            for e in p["top"]:
+                print(f"| `{e['name'][:70]}` | {e['calls']} | {1000 * e['self_s']:.2f} |")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     meta = {

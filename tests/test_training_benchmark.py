@@ -69,6 +69,7 @@ SIZES = "--sizes must be 8 k^3 atoms (cubic rock-salt cells), got "
         (["--steps", "0"], "--steps must be at least 1, got 0"),
         (["--threads", "0"], "--threads must be at least 1, got 0"),
         (["--warmup", "-1"], "--warmup must be at least 0, got -1"),
+        (["--profile", "-1"], "--profile must be at least 0, got -1"),
         (["--cutoff", "0"], "--cutoff must be a positive number of Å, got 0.0"),
         (["--cutoff", "nan"], "--cutoff must be a positive number of Å, got nan"),
         (["--sizes", "64", "100"], SIZES + "[100]"),
@@ -82,3 +83,24 @@ def test_out_of_range_arguments_are_refused_before_any_work(main, tmp_path, caps
     assert error.value.code == 2
     assert message in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_profile_records_busy_time_and_the_costliest_operators(main, tmp_path):
+    path = tmp_path / "cells.extxyz"
+    write(path, toy_nacl_structures(2, seed=2))
+    output = tmp_path / "out.json"
+    argv = [
+        "--structures", str(path), "--batch-size", "2", "--steps", "1", "--warmup", "1",
+        "--threads", "1", "--cutoff", "3.5", "--profile", "4", "--output", str(output),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    for row in json.loads(output.read_text())["results"]:
+        profile = row["profile"]
+        assert profile["clock"] == "cpu operators"
+        top = profile["top"]
+        assert len(top) == 4
+        times = [entry["self_s"] for entry in top]
+        assert times == sorted(times, reverse=True) and times[-1] > 0
+        assert all(entry["calls"] >= 1 and entry["name"] for entry in top)
+        # The busy time sums every operator, so it exceeds the four largest alone.
+        assert sum(times) < profile["busy_s"] < profile["wall_s"]
