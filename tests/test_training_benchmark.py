@@ -21,16 +21,22 @@ def main():
     return runpy.run_path(str(SCRIPT))["main"]
 
 
-def test_structures_file_times_both_models_and_the_hybrids_parts(main, tmp_path):
+def run_small(main, tmp_path, cells: int, seed: int, *options: str) -> dict:
+    """Run the script on the first two of ``cells`` primitive rock-salt cells (one timed
+    step, one thread, 3.5 Å) with ``options``; returns the JSON report."""
     path = tmp_path / "cells.extxyz"
-    write(path, toy_nacl_structures(3, seed=1))
+    write(path, toy_nacl_structures(cells, seed=seed))
     output = tmp_path / "out.json"
     argv = [
-        "--structures", str(path), "--batch-size", "2", "--steps", "1", "--warmup", "0",
-        "--threads", "1", "--cutoff", "3.5", "--breakdown", "--output", str(output),
+        "--structures", str(path), "--batch-size", "2", "--steps", "1",
+        "--threads", "1", "--cutoff", "3.5", *options, "--output", str(output),
     ]  # fmt: skip
     assert main(argv) == 0
-    report = json.loads(output.read_text())
+    return json.loads(output.read_text())
+
+
+def test_structures_file_times_both_models_and_the_hybrids_parts(main, tmp_path):
+    report = run_small(main, tmp_path, 3, 1, "--warmup", "0", "--breakdown")
     hybrid, twin = report["results"]
     assert (hybrid["model"], twin["model"]) == ("hybrid", "short-range")
     # Two 2-atom primitive cells per batch: only the first --batch-size were used.
@@ -86,15 +92,8 @@ def test_out_of_range_arguments_are_refused_before_any_work(main, tmp_path, caps
 
 
 def test_profile_records_busy_time_and_the_costliest_operators(main, tmp_path):
-    path = tmp_path / "cells.extxyz"
-    write(path, toy_nacl_structures(2, seed=2))
-    output = tmp_path / "out.json"
-    argv = [
-        "--structures", str(path), "--batch-size", "2", "--steps", "1", "--warmup", "1",
-        "--threads", "1", "--cutoff", "3.5", "--profile", "4", "--output", str(output),
-    ]  # fmt: skip
-    assert main(argv) == 0
-    for row in json.loads(output.read_text())["results"]:
+    report = run_small(main, tmp_path, 2, 2, "--warmup", "1", "--profile", "4")
+    for row in report["results"]:
         profile = row["profile"]
         assert profile["clock"] == "cpu operators"
         top = profile["top"]
